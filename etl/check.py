@@ -1,0 +1,254 @@
+"""The check stage: read a file, normalise and validate every row, account for each one.
+
+Used by `creditpipe check` (the offices' pre-flight tool) and by the pipeline's intake. Rows
+stream through in chunks; what stays in memory for the whole file is the rejections and one
+64-bit hash per keyed row (for E_DUPLICATE_IN_FILE across chunks), never the file's rows.
+
+Invariant, checked on every file: accepted + distinct rejected rows = rows read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from etl import settings
+from etl.checks.codes import message
+from etl.checks.rules import ChunkContext, empty_rejections, validate_chunk
+from etl.contracts import Contract, load_contract
+from etl.errors import InputFileError
+from etl.intake.readers import ROW, FileScan, open_table
+from etl.offices import Office
+from etl.quality import QualityRun
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A file-level error or warning: a stable code and a Chinese message."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class AcceptedSink(Protocol):
+    """Where accepted rows go (the store's staging, later); `check` alone needs none."""
+
+    def write(self, frame: pd.DataFrame) -> None: ...
+
+    def finish(self, dropped_rows: np.ndarray) -> None: ...
+
+
+@dataclass
+class CheckResult:
+    """Everything known about one checked file; `to_json` is the `check --json` object."""
+
+    file: str
+    dataset: str
+    contract: str = ""
+    office: str | None = None
+    sha256: str = ""
+    size: int = 0
+    encoding: str = ""
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    blank_rows: int = 0
+    header_row: int | None = None
+    file_errors: list[Notice] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)
+    rejections: pd.DataFrame = field(default_factory=empty_rejections)
+    quality: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the file was read and every row accepted."""
+        return not self.file_errors and self.rejected == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The `creditpipe check --json` object (exactly these keys; `row` is 1-based)."""
+        rej = self.rejections
+        return {
+            "file": self.file,
+            "dataset": self.dataset,
+            "sha256": self.sha256,
+            "encoding": self.encoding,
+            "rows_read": self.rows_read,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "file_errors": [n.as_dict() for n in self.file_errors],
+            "warnings": [n.as_dict() for n in self.warnings],
+            "rejections": [
+                {"row": int(r), "field": f, "code": c, "message": m, "value": v}
+                for r, f, c, m, v in zip(
+                    rej["row"], rej["field"], rej["code"], rej["message"], rej["value"], strict=True
+                )
+            ],
+        }
+
+
+class _KeyIndex:
+    """Natural-key hashes of the rows seen so far, to find duplicates across chunks.
+
+    One sorted uint64 array (and the rows) per chunk: memory is 16 bytes per keyed row.
+    Equal 64-bit hashes are taken as equal keys; a false match needs ~2^32 rows.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
+        self.dupes: list[tuple[np.ndarray, np.ndarray, pd.Series]] = []  # hashes, rows, key text
+
+    def add(self, key: pd.DataFrame, rows: pd.Series) -> pd.Series:
+        """Register a chunk's keys; returns the mask of its rows that repeat any key."""
+        complete = key.notna().all(axis=1)
+        hashes = pd.util.hash_pandas_object(key[complete], index=False).to_numpy()
+        chunk_rows = rows[complete].to_numpy()
+        repeated = pd.Series(hashes).duplicated(keep=False).to_numpy()
+        for earlier in self.hashes:
+            repeated |= np.isin(hashes, earlier)
+        order = np.argsort(hashes)
+        self.hashes.append(hashes[order])
+        self.rows.append(chunk_rows[order])
+        mask = pd.Series(False, index=key.index)
+        mask[complete[complete].index[repeated]] = True
+        if repeated.any():
+            text = key[complete][repeated].astype("str").agg(" / ".join, axis=1)
+            self.dupes.append((hashes[repeated], chunk_rows[repeated], text))
+        return mask
+
+    def rejections(self, field_label: str, key_label: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every row sharing a key with another, earlier ones included, with its partners."""
+        if not self.dupes:
+            return empty_rejections(), np.array([], dtype="int64")
+        dup_hashes = np.unique(np.concatenate([h for h, _, _ in self.dupes]))
+        hits = []
+        for hashes, rows in zip(self.hashes, self.rows, strict=True):
+            where = np.isin(hashes, dup_hashes)
+            hits.append(pd.DataFrame({"hash": hashes[where], "row": rows[where]}))
+        all_rows = pd.concat(hits, ignore_index=True).sort_values(["hash", "row"])
+        texts = pd.concat(
+            [pd.Series(t.to_numpy(), index=h) for h, _, t in self.dupes]
+        ).groupby(level=0).first()
+        partners = all_rows.groupby("hash")["row"].agg(lambda r: "、".join(map(str, r)))
+        frame = pd.DataFrame(
+            {
+                "row": all_rows["row"].to_numpy(),
+                "field": field_label,
+                "code": "E_DUPLICATE_IN_FILE",
+                "message": [
+                    message("E_DUPLICATE_IN_FILE", key=key_label, rows=partners[h])
+                    for h in all_rows["hash"]
+                ],
+                "value": texts.reindex(all_rows["hash"]).to_numpy(),
+            }
+        )
+        return frame, all_rows["row"].to_numpy()
+
+
+def check_file(
+    path: Path,
+    dataset: str = "penalty",
+    *,
+    office: Office | None = None,
+    as_of: date | None = None,
+    sink: AcceptedSink | None = None,
+    progress: Callable[[float, int], None] | None = None,
+    chunk_rows: int | None = None,
+    quality: bool = True,
+) -> CheckResult:
+    """Check one file against the dataset's contract; never raises for bad input."""
+    contract = load_contract(dataset)
+    result = CheckResult(
+        file=str(path), dataset=dataset, contract=contract.name, office=office.id if office else None
+    )
+    try:
+        _run(path, contract, result, office, as_of or settings.today_shanghai(), sink, progress,
+             chunk_rows or settings.chunk_rows(), quality)
+    except InputFileError as exc:
+        result.file_errors.append(Notice(exc.code, exc.message))
+        result.rows_read = result.accepted = result.rejected = 0
+        result.rejections = empty_rejections()
+    return result
+
+
+def _run(
+    path: Path,
+    contract: Contract,
+    result: CheckResult,
+    office: Office | None,
+    as_of: date,
+    sink: AcceptedSink | None,
+    progress: Callable[[float, int], None] | None,
+    chunk_rows: int,
+    quality: bool,
+) -> None:
+    reader = open_table(path, contract)
+    scan: FileScan = reader.scan
+    result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
+    result.header_row = reader.header.row_index + 1
+    ctx = ChunkContext(contract, reader.header, office, as_of)
+    keys = _KeyIndex()
+    checker = QualityRun(contract) if quality else None
+    rejections: list[pd.DataFrame] = []
+    withheld: list[np.ndarray] = []  # rows not written to the sink when their chunk was
+    written = 0
+    for chunk in reader.chunks(chunk_rows):
+        result.blank_rows += chunk.blank_rows
+        raw = chunk.frame
+        if raw.empty:
+            continue
+        outcome = validate_chunk(raw, ctx)
+        typed = outcome.typed
+        repeated = keys.add(typed[list(contract.natural_key)], typed[ROW])
+        rejections.append(outcome.rejections)
+        bad = typed[ROW].isin(outcome.rejections["row"]) | repeated
+        withheld.append(typed[ROW][bad].to_numpy())
+        accepted = typed[~bad]
+        result.rows_read += len(raw)
+        written += len(accepted)
+        if checker is not None:
+            checker.validate(accepted)
+        if sink is not None:
+            sink.write(accepted)
+        if progress is not None:
+            progress(reader.progress(), result.rows_read)
+    result.warnings += [Notice(c, m) for c, m in reader.warnings]
+
+    titles = contract.titles()
+    key_label = "+".join(f"「{titles[k]}」" for k in contract.natural_key)
+    key_fields = "、".join(titles[k] for k in contract.natural_key)
+    dup_frame, dup_rows = keys.rejections(key_fields, key_label)
+    frames = [r for r in [*rejections, dup_frame] if not r.empty]
+    all_rejections = (
+        pd.concat(frames, ignore_index=True).sort_values(["row", "code"], kind="stable")
+        if frames
+        else empty_rejections()
+    )
+    result.rejections = all_rejections.reset_index(drop=True)
+    result.rejected = int(all_rejections["row"].nunique())
+    result.accepted = result.rows_read - result.rejected
+    # Rows written as accepted whose key turned up again further down the file are withdrawn.
+    late = np.setdiff1d(dup_rows, np.concatenate([np.array([], dtype="int64"), *withheld]))
+    if sink is not None:
+        sink.finish(late)
+    if written - len(late) != result.accepted:
+        raise AssertionError(
+            f"row accounting broken for {path}: written {written}, withdrawn {len(late)}, "
+            f"accepted {result.accepted} of {result.rows_read}"
+        )
+    if checker is not None:
+        result.quality = checker.summary()
+        failed = checker.failed()
+        if failed:
+            result.warnings.append(
+                Notice("W_QUALITY", message("W_QUALITY", failed="；".join(failed)))
+            )

@@ -1,0 +1,1 @@
+"""Identifier algorithms and row rules, each producing stable rejection codes."""

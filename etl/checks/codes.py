@@ -1,0 +1,93 @@
+"""The catalogue of stable codes: rejections (per row), file errors and warnings.
+
+Codes never change meaning once published: offices' scripts and the platform match on them.
+Each has a Chinese template; `{field}` is the field's Chinese title. The README's table of codes
+is checked against this catalogue by a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Level = Literal["row", "file", "warning"]
+
+
+@dataclass(frozen=True)
+class Code:
+    """One code: what level it applies to and its Chinese message template."""
+
+    level: Level
+    template: str
+
+
+CODES: dict[str, Code] = {
+    # Row rejections.
+    "E_REQUIRED": Code("row", "「{field}」为必填项，不能为空"),
+    "E_TOO_LONG": Code("row", "「{field}」最多 {max_length} 个字符，当前内容超长"),
+    "E_ENUM": Code("row", "「{field}」的值不在允许范围内，应为：{allowed}"),
+    "E_USCC_FORMAT": Code(
+        "row", "「{field}」格式错误：统一社会信用代码应为 18 位数字或大写字母（不含 I、O、S、V、Z）"
+    ),
+    "E_USCC_CHECKSUM": Code(
+        "row", "「{field}」校验位错误（GB 32100-2015），请核对是否抄错；按前 17 位计算校验位应为 "
+    ),
+    "E_ID_CHECKSUM": Code(
+        "row", "「{field}」不是有效的居民身份证号码（GB 11643-1999）：{reason}"
+    ),
+    "E_DATE_INVALID": Code(
+        "row", "「{field}」不是可识别的日期，请使用 2023-05-11、2023/5/11、2023年5月11日 或 20230511"
+    ),
+    "E_DATE_FUTURE": Code("row", "「{field}」晚于今天（{as_of}），不能是将来的日期"),
+    "E_DATE_ORDER": Code("row", "「{field}」不能早于「{other}」"),
+    "E_AMOUNT_INVALID": Code("row", "「{field}」不是有效金额：{reason}"),
+    "E_AMOUNT_REQUIRED": Code("row", "{condition}时，「{field}」必须填写且大于 0"),
+    "E_LICENCE_REQUIRED": Code("row", "{condition}时，「{field}」必须填写"),
+    "E_DUPLICATE_IN_FILE": Code(
+        "row", "本文件中有多行的{key}相同（同一决定只能报送一行），涉及第 {rows} 行"
+    ),
+    "E_OFFICE_NOT_AUTHORISED": Code("row", "{reason}"),
+    "E_ROW_SHAPE": Code(
+        "row", "该行的单元格多于表头的列数，多出的内容可能是未加引号的逗号造成的：{extra}"
+    ),
+    "E_PATENT_APPNO": Code("row", "「{field}」不是有效的专利申请号：{reason}"),
+    "E_DISTRICT": Code("row", "「{field}」不是上海市的区级行政区划代码"),
+    "E_STATUS_DATE": Code("row", "{reason}"),
+    # File errors: the whole file is refused, nothing of it is loaded.
+    "E_FILE_NOT_FOUND": Code("file", "文件不存在：{path}"),
+    "E_FILE_TYPE": Code("file", "不支持的文件类型 {suffix}：请提交 CSV（.csv）或 Excel（.xlsx/.xls）文件"),
+    "E_FILE_EMPTY": Code("file", "文件为空，没有可读取的内容"),
+    "E_ENCODING": Code(
+        "file",
+        "无法识别文件编码（支持 UTF-8、UTF-8 BOM、GBK、GB18030）：第 {offset} 字节处无法解码{hint}",
+    ),
+    "E_CSV_STRUCTURE": Code("file", "CSV 文件结构错误，无法解析：{detail}"),
+    "E_XLSX_UNREADABLE": Code("file", "Excel 文件无法打开：{detail}"),
+    "E_SHEET_NOT_FOUND": Code("file", "Excel 文件中没有名为「{sheet}」的工作表（现有：{sheets}）"),
+    "E_HEADER_NOT_FOUND": Code(
+        "file", "前 {limit} 行中找不到表头：请确认列标题使用标准名称（如「行政相对人名称」）"
+    ),
+    "E_MISSING_COLUMN": Code("file", "缺少必填列：{columns}"),
+    "E_DUPLICATE_COLUMN": Code("file", "多列对应同一字段「{field}」：第 {columns} 列，请只保留一列"),
+    "E_OFFICE_UNKNOWN": Code("file", "报送机构 {office} 未登记，不能报送数据"),
+    "E_DATASET_NOT_ALLOWED": Code("file", "报送机构 {office} 无权报送「{dataset}」数据"),
+    # Warnings: the file is processed; the office should still look.
+    "W_UNKNOWN_COLUMN": Code("warning", "以下列不属于数据规范，已忽略：{columns}"),
+    "W_UNNAMED_COLUMN": Code("warning", "第 {columns} 列没有表头但有内容，已忽略"),
+    "W_QUALITY": Code("warning", "数据质量检查（Great Expectations）未通过：{failed}"),
+}
+
+
+def message(code: str, **params: object) -> str:
+    """The Chinese message of `code` with its parameters filled in."""
+    return CODES[code].template.format(**params)
+
+
+def column_letter(index: int) -> str:
+    """0-based column index → spreadsheet letters (0 → A, 26 → AA), as clerks see them."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return letters

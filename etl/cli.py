@@ -1,0 +1,242 @@
+"""The `creditpipe` command.
+
+Exit status: 0 success (for `check`: every row accepted), 1 rows or the file rejected,
+2 usage error or missing file, 3 configuration error (a broken contract or registry).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from etl.errors import ConfigError, CreditpipeError
+
+app = typer.Typer(
+    help="creditpipe：执法信用信息共享流水线（行政处罚 · 非正常专利申请 · 严重违法失信）。",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+expectations_app = typer.Typer(help="Great Expectations 数据质量规则（由数据契约生成）。", no_args_is_help=True)
+contracts_app = typer.Typer(help="数据契约（schemas/*.yaml）。", no_args_is_help=True)
+app.add_typer(expectations_app, name="expectations")
+app.add_typer(contracts_app, name="contracts")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_REJECTED, EXIT_USAGE, EXIT_CONFIG = 1, 2, 3
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]错误：[/red]{message}")
+    return typer.Exit(code)
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"日期格式应为 YYYY-MM-DD：{value}", EXIT_USAGE) from None
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="要检查的 CSV 或 Excel 文件")],
+    dataset: Annotated[str, typer.Option(help="数据集（数据契约名）")] = "penalty",
+    office: Annotated[str | None, typer.Option(help="报送机构 ID（检查是否有权报送）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+    receipt_dir: Annotated[
+        Path | None, typer.Option(help="同时把回执（CSV/HTML/JSON）写入此目录")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="业务日期 YYYY-MM-DD（默认上海今天），用于“不能是将来日期”")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="终端最多列出多少个问题")] = 50,
+) -> None:
+    """检查一个报送文件：逐行校验，列出被拒绝的行和原因（各机构报送前自查用）。"""
+    from etl.check import check_file
+    from etl.contracts import load_contract
+    from etl.offices import load_offices
+
+    day = _parse_date(as_of)
+    if not file.is_file():
+        raise _fail(f"文件不存在：{file}", EXIT_USAGE)
+    try:
+        load_contract(dataset)
+        office_obj = None
+        if office is not None:
+            office_obj = load_offices().get(office)
+            if office_obj is None:
+                raise _fail(f"未登记的报送机构：{office}", EXIT_USAGE)
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+
+    progress = _progress_bar(file) if sys.stderr.isatty() else None
+    try:
+        result = check_file(
+            file, dataset, office=office_obj, as_of=day,
+            progress=progress.update if progress else None,
+        )
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+    finally:
+        if progress:
+            progress.close()
+
+    if receipt_dir is not None:
+        from etl.reports.receipt import write_receipt
+
+        paths = write_receipt(result, receipt_dir)
+        err.print(f"回执已写入：{paths.csv.parent}（{paths.csv.name} / .html / .json）")
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+    else:
+        _print_result(result, limit)
+    raise typer.Exit(0 if result.ok else EXIT_REJECTED)
+
+
+class _progress_bar:
+    """A progress bar on stderr for large files (only on a terminal)."""
+
+    def __init__(self, file: Path) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("检查 {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[rows]:,} 行"), TimeElapsedColumn(), console=err, transient=True,
+        )
+        self._task = self._progress.add_task(file.name, total=1.0, rows=0)
+        self._progress.start()
+
+    def update(self, fraction: float, rows: int) -> None:
+        self._progress.update(self._task, completed=fraction, rows=rows)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _print_result(result: Any, limit: int) -> None:
+    from etl.reports.receipt import summary_lines
+
+    for line in summary_lines(result):
+        out.print(line)
+    for notice in result.file_errors:
+        out.print(f"[red]文件错误 [{notice.code}][/red] {notice.message}")
+    for notice in result.warnings:
+        out.print(f"[yellow]提示 [{notice.code}][/yellow] {notice.message}")
+    rej = result.rejections
+    if rej.empty:
+        return
+    table = Table(title=f"被拒绝的行（共 {result.rejected:,} 行，{len(rej):,} 个问题）", show_lines=False)
+    for column in ("行号", "字段", "代码", "原因", "原值"):
+        table.add_column(column, overflow="fold")
+    for row, field, code, msg, value in rej.head(limit).itertuples(index=False):
+        table.add_row(str(row), field, code, msg, value)
+    out.print(table)
+    if len(rej) > limit:
+        out.print(f"……另有 {len(rej) - limit:,} 个问题未列出（用 --json 或 --receipt-dir 查看全部）")
+
+
+@expectations_app.command("generate")
+def expectations_generate(
+    check_only: Annotated[
+        bool, typer.Option("--check", help="只检查文件是否与数据契约一致，不写入")
+    ] = False,
+) -> None:
+    """由数据契约生成 expectations/<dataset>.json（--check：不一致则退出码 1）。"""
+    from etl.contracts import available_datasets, load_contract
+    from etl.quality import build_suite, render_suite, suite_path
+
+    stale = []
+    for name in available_datasets():
+        path = suite_path(name)
+        text = render_suite(build_suite(load_contract(name)))
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current == text:
+            out.print(f"{path}：已是最新")
+        elif check_only:
+            stale.append(path)
+            out.print(f"[red]{path}：与数据契约不一致[/red]")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            out.print(f"{path}：已生成")
+    raise typer.Exit(EXIT_REJECTED if stale else 0)
+
+
+@contracts_app.command("validate")
+def contracts_validate() -> None:
+    """校验所有数据契约和报送机构登记表；有误时指出文件和键。"""
+    from etl.contracts import available_datasets, load_contract
+    from etl.offices import load_offices
+
+    try:
+        for name in available_datasets():
+            contract = load_contract(name)
+            out.print(f"{contract.name}：{len(contract.fields)} 个字段，自然键 {contract.natural_key}")
+        registry = load_offices()
+        out.print(f"报送机构登记表：{len(registry.offices)} 个机构")
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+
+
+@contracts_app.command("show")
+def contracts_show(dataset: Annotated[str, typer.Argument(help="数据集")] = "penalty") -> None:
+    """列出一个数据集的字段：中文名、交换代码、列名、类型、长度、是否必填。"""
+    from etl.contracts import load_contract
+
+    try:
+        contract = load_contract(dataset)
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+    table = Table(title=f"{contract.title}（{contract.name}）")
+    for column in ("中文名", "代码", "列名", "类型", "长度", "必填"):
+        table.add_column(column)
+    for f in contract.fields:
+        required = "是" if f.required else ("条件" if f.required_when else "")
+        table.add_row(f.title, f.code or "", f.name, f.type, str(f.max_length or ""), required)
+    out.print(table)
+
+
+@app.command()
+def generate(
+    dataset: Annotated[str, typer.Argument(help="penalty")],
+    rows: Annotated[int, typer.Option(help="行数")] = 100_000,
+    out_file: Annotated[Path, typer.Option("--out", help="输出 CSV 文件")] = Path("generated.csv"),
+    seed: Annotated[int, typer.Option(help="随机种子（相同种子生成相同文件）")] = 42,
+    error_rate: Annotated[float, typer.Option(help="错误行比例 0–1")] = 0.02,
+    encoding: Annotated[str, typer.Option(help="utf-8 或 gbk")] = "utf-8",
+) -> None:
+    """生成逼真的测试数据文件（用于基准测试和演示）。"""
+    from etl.generate import generate_file
+
+    if not 0 <= error_rate <= 1:
+        raise _fail("--error-rate 应在 0 到 1 之间", EXIT_USAGE)
+    try:
+        written = generate_file(dataset, rows, out_file, seed=seed, error_rate=error_rate, encoding=encoding)
+    except CreditpipeError as exc:
+        raise _fail(exc.message, EXIT_USAGE) from None
+    out.print(f"已生成 {written:,} 行：{out_file}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except CreditpipeError as exc:  # anything not handled by a command: no traceback
+        err.print(f"[red]错误：[/red]{exc}")
+        sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_REJECTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Normalisation of one field's raw text into its canonical, typed value — vectorised.
+
+Each parser returns the canonical values (NA where empty or unparseable), which rows had any
+input at all, and the problems it found (row mask, code, message). Rules that need other
+fields (conditional requirements, placeholders, authorisation) live in etl.checks.rules.
+
+What is normalised (issue #2): identifiers, dates and amounts go full-width → half-width and
+lose whitespace; names and free text keep their characters and are only trimmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.checks.codes import message
+from etl.checks.identifiers import check_patent_appno
+from etl.contracts import Contract, FieldSpec
+from etl.text import canonical, lookup_keys, trim
+
+AMOUNT_TYPE = pa.decimal128(18, 6)  # SPEC.md §2: decimal(18,6) in 万元
+_AMOUNT_DTYPE = pd.ArrowDtype(AMOUNT_TYPE)
+_WIDE_DECIMAL = pa.decimal128(28, 8)
+_YUAN_TO_WAN = pa.scalar(Decimal("0.0001"), pa.decimal128(5, 4))
+_ZERO = pa.scalar(Decimal(0), pa.decimal128(1, 0))
+EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # Excel's day 0 (its 1900 leap-year bug included)
+MIN_DATE = pd.Timestamp("1900-01-01")
+MAX_DATE = pd.Timestamp("2099-12-31")  # 2099-12-31 is the standard's 长期
+
+_DATE_YMD = (
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[T\s]+\d{1,2}[:时]\d{1,2}(?:[:分]\d{1,2}(?:\.\d+)?秒?)?)?$"
+)
+_DATE_COMPACT = r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$"
+_DATE_SERIAL = r"^(?P<n>\d{1,5})(?:\.\d+)?$"
+_AMOUNT = (
+    r"^(?:人民币|RMB|¥)?(?P<num>[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+)"
+    r"(?P<unit>万元|万|元)?$"
+)
+
+
+@dataclass
+class Problem:
+    """Rows of one field that break one rule."""
+
+    mask: pd.Series
+    code: str
+    message: str | pd.Series
+
+
+@dataclass
+class Parsed:
+    """The outcome of normalising one field of a chunk."""
+
+    values: pd.Series
+    present: pd.Series
+    problems: list[Problem] = field(default_factory=list)
+
+
+def parse_field(
+    spec: FieldSpec, raw: pd.Series, contract: Contract, *, unit: str | None
+) -> Parsed:
+    """Normalise `raw` (text as read) according to the field's type."""
+    text = trim(raw)
+    present = (text != "").astype(bool)
+    match spec.type:
+        case "text":
+            return _text(spec, text, present, contract)
+        case "enum" | "district":
+            return _enum(spec, text, present, contract)
+        case "multi_enum":
+            return _multi_enum(spec, text, present, contract)
+        case "uscc" | "personal_id":
+            return Parsed(canonical(text).str.upper().where(present), present)
+        case "patent_appno":
+            return _patent_appno(spec, text, present)
+        case "date":
+            return _date(spec, text, present)
+        case "amount":
+            return _amount(spec, text, present, unit)
+    raise AssertionError(f"unhandled field type {spec.type}")  # pragma: no cover
+
+
+def _text(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract) -> Parsed:
+    values = canonical(text) if spec.canonical else text
+    if spec.lookup:
+        mapped = lookup_keys(values).map(contract.value_map(spec))
+        values = mapped.fillna(values).astype("str")
+    return Parsed(values.where(present), present)
+
+
+def _enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract) -> Parsed:
+    mapped = lookup_keys(text).map(contract.value_map(spec)).astype("str")
+    unknown = present & mapped.isna()
+    code = "E_DISTRICT" if spec.type == "district" else "E_ENUM"
+    msg = message(code, field=spec.title, allowed="、".join(spec.enum or []))
+    return Parsed(mapped.where(present), present, [Problem(unknown, code, msg)])
+
+
+def _multi_enum(
+    spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract
+) -> Parsed:
+    """Several categories in one cell; canonical form is `;`-joined in the contract's order.
+
+    Vectorised: legacy combined labels are expanded, the cell is split and exploded, each part
+    mapped through the look-up, and the parts are folded back per row as a bit mask whose
+    (few) distinct values are turned into strings once.
+    """
+    enum = spec.enum or []
+    folded = canonical(text)
+    for label, values in spec.expand.items():
+        folded = folded.str.replace(canonical(pd.Series([label], dtype="str"))[0], ";".join(values), regex=False)
+    separators = "".join(canonical(pd.Series(spec.separators, dtype="str")).tolist())
+    pattern = "[" + "".join("\\" + s if s in "\\]^-" else s for s in separators + ";") + "]"
+    parts = folded.str.split(pattern, regex=True).explode()
+    parts = parts[parts.notna() & (parts != "")]
+    mapped = lookup_keys(parts.astype("str")).map(contract.value_map(spec))
+    bits = mapped.map({v: 1 << i for i, v in enumerate(enum)})
+
+    unknown_parts = parts[mapped.isna()]
+    unknown = pd.Series(False, index=text.index)
+    problems = []
+    if not unknown_parts.empty:
+        unknown[unknown_parts.index.unique()] = True
+        msg = message("E_ENUM", field=spec.title, allowed="、".join(enum))
+        problems.append(Problem(unknown & present, "E_ENUM", msg))
+
+    known = bits.dropna().astype("int64")
+    mask = known.groupby(level=0).agg(np.bitwise_or.reduce)
+    labels = {m: ";".join(v for i, v in enumerate(enum) if m >> i & 1) for m in mask.unique()}
+    values = mask.map(labels).reindex(text.index).astype("str")
+    return Parsed(values.where(present & ~unknown), present, problems)
+
+
+def _patent_appno(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
+    folded = canonical(text).str.upper()
+    outcome, canonical_form = check_patent_appno(folded)
+    bad_format = present & ~outcome.format_ok
+    bad_check = present & outcome.format_ok & ~outcome.checksum_ok
+    problems = [
+        Problem(
+            bad_format,
+            "E_PATENT_APPNO",
+            message(
+                "E_PATENT_APPNO",
+                field=spec.title,
+                reason="应为 12 位数字加校验位，如 201710601862.3（2003 年 10 月起的格式）",
+            ),
+        ),
+        Problem(
+            bad_check,
+            "E_PATENT_APPNO",
+            message("E_PATENT_APPNO", field=spec.title, reason="校验位错误，应为 ")
+            + outcome.expected,
+        ),
+    ]
+    ok = present & outcome.checksum_ok
+    return Parsed(canonical_form.where(ok).astype("str"), present, problems)
+
+
+def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
+    """ISO, 2023/5/11, 2023.5.11, 20230511, 2023年5月11日, with a time part, Excel serials."""
+    folded = text.str.normalize("NFKC")
+    if spec.value_aliases:
+        aliases = {lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()}
+        folded = lookup_keys(folded).map(aliases).fillna(folded).astype("str")
+    parts = folded.str.extract(_DATE_YMD)
+    compact = folded.str.extract(_DATE_COMPACT)
+    parts = parts.fillna(compact)
+    parsed = pd.to_datetime(
+        pd.DataFrame(
+            {
+                "year": pd.to_numeric(parts["y"], errors="coerce"),
+                "month": pd.to_numeric(parts["m"], errors="coerce"),
+                "day": pd.to_numeric(parts["d"], errors="coerce"),
+            }
+        ),
+        errors="coerce",
+    )
+    serial = pd.to_numeric(folded.str.extract(_DATE_SERIAL)["n"], errors="coerce")
+    from_serial = EXCEL_EPOCH + pd.to_timedelta(serial.where(serial >= 1), unit="D")
+    parsed = parsed.fillna(from_serial).astype("datetime64[s]")
+    in_range = (parsed >= MIN_DATE) & (parsed <= MAX_DATE)
+    ok = present & parsed.notna() & in_range
+    problem = Problem(present & ~ok, "E_DATE_INVALID", message("E_DATE_INVALID", field=spec.title))
+    return Parsed(parsed.where(ok), present, [problem])
+
+
+def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | None) -> Parsed:
+    """Amounts to 万元: `5万元`, `50000元`, `50,000元`, `￥50,000`, a column titled in 元.
+
+    A bare number takes the column's unit; a column whose title names no unit accepts only
+    numbers that carry one (an ambiguous amount is rejected, not guessed: SPEC.md §2).
+    """
+    folded = canonical(text).str.upper()
+    parts = folded.str.extract(_AMOUNT)
+    number = parts["num"].str.replace(",", "", regex=False)
+    written = parts["unit"].map({"万元": "万元", "万": "万元", "元": "元"})
+    effective = written.fillna(unit) if unit else written
+    well_formed = present & number.notna()
+    ambiguous = well_formed & effective.isna()
+    negative = well_formed & number.str.startswith("-").fillna(False)
+
+    usable = (well_formed & ~ambiguous & ~negative).astype(bool)
+    values = pd.Series(pd.NA, index=text.index, dtype=_AMOUNT_DTYPE)
+    too_large = pd.Series(False, index=text.index)
+    if usable.any():
+        wide = pa.array(number[usable].to_numpy(dtype=object), type=pa.string()).cast(_WIDE_DECIMAL)
+        in_yuan = pa.array((effective[usable] == "元").to_numpy(dtype=bool))
+        wan = pc.if_else(in_yuan, pc.multiply(wide, _YUAN_TO_WAN), wide)
+        wan = pc.round(wan, 6)
+        limit = pa.scalar(Decimal("999999999999.999999"), pa.decimal128(18, 6))
+        fits = pc.less_equal(pc.abs(wan), limit).to_numpy(zero_copy_only=False)
+        too_large[usable[usable].index[~fits]] = True
+        fitting = pc.filter(wan, pa.array(fits)).cast(AMOUNT_TYPE)
+        values[usable[usable].index[fits]] = pd.array(fitting, dtype=_AMOUNT_DTYPE)
+
+    def reason(text_: str) -> str:
+        return message("E_AMOUNT_INVALID", field=spec.title, reason=text_)
+
+    problems = [
+        Problem(present & ~well_formed, "E_AMOUNT_INVALID", reason("应为数字，可带“万元”或“元”")),
+        Problem(
+            ambiguous,
+            "E_AMOUNT_INVALID",
+            reason("单位不明确：该列标题未注明单位，请在金额后写明“万元”或“元”，或使用带单位的列标题"),
+        ),
+        Problem(negative, "E_AMOUNT_INVALID", reason("不能为负数")),
+        Problem(too_large, "E_AMOUNT_INVALID", reason("超出 decimal(18,6) 万元的范围")),
+    ]
+    return Parsed(values, present, problems)
+
+
+def positive(values: pd.Series) -> pd.Series:
+    """Amounts greater than zero (NA counts as not positive)."""
+    arr = pa.array(values.array) if not values.empty else pa.array([], type=AMOUNT_TYPE)
+    result = pc.fill_null(pc.greater(arr, _ZERO), False)
+    return pd.Series(result.to_numpy(zero_copy_only=False), index=values.index)
+
+
+def to_timestamp(day: date) -> pd.Timestamp:
+    """A calendar date as a midnight Timestamp, comparable with parsed dates."""
+    return pd.Timestamp(day)

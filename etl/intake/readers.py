@@ -1,0 +1,393 @@
+"""Readers: CSV (UTF-8, UTF-8 BOM, GBK, GB18030, UTF-16) and spreadsheets (XLSX, XLS, ODS).
+
+A reader opens a file, finds its header (etl.intake.header) and yields raw chunks: the data rows
+as text, one column per bound field, with each row's number as a spreadsheet program shows it.
+CSV is streamed in chunks of rows, so memory does not grow with the file. Spreadsheets are read
+through calamine (Rust), whose cell range is bounded by the format's 1,048,576-row limit.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import charset_normalizer
+import pandas as pd
+
+from etl.checks.codes import column_letter, message
+from etl.contracts import Contract
+from etl.errors import InputFileError
+from etl.intake.header import HEADER_SEARCH_ROWS, HeaderMap, find_header
+from etl.text import trim
+
+ROW = "_row"  # the spreadsheet row number of a data row
+EXTRA = "_extra"  # text of cells beyond the header's width (CSV rows with stray commas)
+CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+SHEET_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+DELIMITERS = [",", "\t", ";", "|"]
+EXTRA_COLUMNS = 16  # room for rows wider than the header, so they are rejected, not lost
+_BLOCK = 1 << 20
+
+# Label shown to the office → Python codec used to read. GBK files are read with the GB18030
+# codec, a strict superset, so a rare 4-byte character further down cannot break the read.
+_ENCODINGS = {"UTF-8-BOM": "utf-8-sig", "UTF-8": "utf-8", "GBK": "gb18030", "GB18030": "gb18030"}
+
+
+@dataclass
+class RawChunk:
+    """Data rows of one chunk: bound fields as text, plus `_row` and `_extra` columns."""
+
+    frame: pd.DataFrame
+    blank_rows: int = 0
+
+
+@dataclass
+class FileScan:
+    """What one pass over the bytes tells: checksum, size and (for text files) encoding."""
+
+    sha256: str
+    size: int
+    encoding: str = ""  # label: UTF-8, UTF-8-BOM, GBK, GB18030, UTF-16
+    codec: str = ""  # Python codec name
+
+
+class TableReader(Protocol):
+    """What the check stage needs from a reader."""
+
+    scan: FileScan
+    header: HeaderMap
+    warnings: list[tuple[str, str]]
+
+    def chunks(self, rows: int) -> Iterator[RawChunk]: ...
+
+    def progress(self) -> float: ...
+
+
+def open_table(path: Path, contract: Contract) -> TableReader:
+    """Open `path` for `contract`; raises InputFileError for a file that cannot be read."""
+    if not path.is_file():
+        raise InputFileError(message("E_FILE_NOT_FOUND", path=path), code="E_FILE_NOT_FOUND")
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return CsvReader(path, contract)
+    if suffix in SHEET_SUFFIXES:
+        return SheetReader(path, contract)
+    raise InputFileError(message("E_FILE_TYPE", suffix=suffix or "（无扩展名）"), code="E_FILE_TYPE")
+
+
+def scan_text_file(path: Path) -> FileScan:
+    """Hash the file and find the encoding that decodes all of it, in one streaming pass.
+
+    UTF-8 is tried first (a BOM decides at once), then GBK, then GB18030; the first codec that
+    decodes every byte wins. A file none of them decodes is a file-level error naming the byte
+    offset, with charset-normalizer's guess as a hint for the office.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    candidates = {"UTF-8": "utf-8", "GBK": "gbk", "GB18030": "gb18030"}
+    decoders = {label: codecs.getincrementaldecoder(c)() for label, c in candidates.items()}
+    failed_at: dict[str, int] = {}
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            if not head:
+                head = block[:4096]
+                if block.startswith(codecs.BOM_UTF16_LE) or block.startswith(codecs.BOM_UTF16_BE):
+                    candidates = {"UTF-16": "utf-16"}
+                    decoders = {"UTF-16": codecs.getincrementaldecoder("utf-16")()}
+            digest.update(block)
+            for label, decoder in list(decoders.items()):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    failed_at[label] = size + exc.start
+                    del decoders[label]
+            size += len(block)
+    for label, decoder in list(decoders.items()):
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            failed_at[label] = size
+            del decoders[label]
+    if size == 0:
+        raise InputFileError(message("E_FILE_EMPTY"), code="E_FILE_EMPTY")
+    sha = digest.hexdigest()
+    if "UTF-16" in decoders:
+        return FileScan(sha, size, "UTF-16", "utf-16")
+    if "UTF-8" in decoders:
+        label = "UTF-8-BOM" if head.startswith(codecs.BOM_UTF8) else "UTF-8"
+        return FileScan(sha, size, label, _ENCODINGS[label])
+    for label in ("GBK", "GB18030"):
+        if label in decoders:
+            return FileScan(sha, size, label, _ENCODINGS[label])
+    guess = charset_normalizer.from_path(path).best()
+    hint = f"（疑似 {guess.encoding} 编码，请另存为 UTF-8 或 GBK）" if guess else ""
+    raise InputFileError(
+        message("E_ENCODING", offset=max(failed_at.values(), default=0), hint=hint),
+        code="E_ENCODING",
+    )
+
+
+def hash_file(path: Path) -> FileScan:
+    """Checksum and size of a binary file."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+            size += len(block)
+    if size == 0:
+        raise InputFileError(message("E_FILE_EMPTY"), code="E_FILE_EMPTY")
+    return FileScan(digest.hexdigest(), size)
+
+
+def _unknown_column_warnings(header: HeaderMap) -> list[tuple[str, str]]:
+    if not header.unknown:
+        return []
+    return [("W_UNKNOWN_COLUMN", message("W_UNKNOWN_COLUMN", columns=header.describe_unknown()))]
+
+
+def _bind(frame: pd.DataFrame, header: HeaderMap, first_row: int) -> pd.DataFrame:
+    """Keep bound columns (renamed to field names) and the row number; flag blank rows."""
+    out = pd.DataFrame({b.field: frame[b.column] for b in header.bindings}, index=frame.index)
+    out[ROW] = pd.RangeIndex(first_row, first_row + len(frame)).to_numpy()
+    return out
+
+
+@dataclass
+class _UnnamedColumns:
+    """Columns inside the header's width whose header cell is empty: warn once if they hold data."""
+
+    columns: list[int]
+    seen: set[int] = field(default_factory=set)
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        for col in self.columns:
+            if col not in self.seen and col in frame and (frame[col] != "").any():
+                self.seen.add(col)
+
+    def warnings(self) -> list[tuple[str, str]]:
+        if not self.seen:
+            return []
+        cols = "、".join(column_letter(c) for c in sorted(self.seen))
+        return [("W_UNNAMED_COLUMN", message("W_UNNAMED_COLUMN", columns=cols))]
+
+
+class CsvReader:
+    """Streams a delimited text file in chunks of rows."""
+
+    def __init__(self, path: Path, contract: Contract) -> None:
+        self.path = path
+        self.scan = scan_text_file(path)
+        self.delimiter, self.header = self._find_header(contract)
+        self.warnings = _unknown_column_warnings(self.header)
+        bound = {b.column for b in self.header.bindings}
+        self._unnamed = _UnnamedColumns(
+            [c for c in range(self.header.width) if c not in bound and c not in dict(self.header.unknown)]
+        )
+        self._fh: io.BufferedReader | None = None
+
+    def _find_header(self, contract: Contract) -> tuple[str, HeaderMap]:
+        with self.path.open("rb") as fh:
+            sample = fh.read(256 * 1024).decode(self.scan.codec, errors="ignore")
+        best: tuple[int, str, HeaderMap] | None = None
+        first_error: InputFileError | None = None
+        for delimiter in DELIMITERS:
+            records = list(_first_records(sample, delimiter, HEADER_SEARCH_ROWS))
+            try:
+                header = find_header(records, contract)
+            except InputFileError as exc:
+                first_error = first_error or exc
+                continue
+            if best is None or len(header.bindings) > best[0]:
+                best = (len(header.bindings), delimiter, header)
+        if best is None:
+            assert first_error is not None
+            raise first_error
+        return best[1], best[2]
+
+    def chunks(self, rows: int) -> Iterator[RawChunk]:
+        width = self.header.width
+        names = list(range(width + EXTRA_COLUMNS))
+        with self.path.open("rb") as fh:
+            self._fh = fh
+            try:
+                reader = pd.read_csv(
+                    fh,
+                    sep=self.delimiter,
+                    header=None,
+                    names=names,
+                    dtype=str,
+                    encoding=self.scan.codec,
+                    skip_blank_lines=False,
+                    na_filter=False,
+                    keep_default_na=False,
+                    chunksize=rows,
+                    engine="c",
+                    index_col=False,
+                )
+                for chunk in reader:
+                    # Records before and including the header are not data.
+                    chunk = chunk[chunk.index > self.header.row_index]
+                    if chunk.empty:
+                        continue
+                    chunk = chunk.fillna("")
+                    self._unnamed.observe(chunk)
+                    yield _finish_chunk(chunk, self.header, names[width:])
+            except (pd.errors.ParserError, ValueError) as exc:
+                raise InputFileError(
+                    message("E_CSV_STRUCTURE", detail=str(exc).strip()), code="E_CSV_STRUCTURE"
+                ) from None
+            except UnicodeDecodeError as exc:  # the scan decoded it all; kept as a guard
+                raise InputFileError(
+                    message("E_ENCODING", offset=exc.start, hint=""), code="E_ENCODING"
+                ) from None
+            finally:
+                self.warnings += self._unnamed.warnings()
+                self._fh = None
+
+    def progress(self) -> float:
+        if self._fh is None or self._fh.closed or not self.scan.size:
+            return 0.0
+        return min(1.0, self._fh.tell() / self.scan.size)
+
+
+def _first_records(sample: str, delimiter: str, limit: int) -> Iterator[list[str]]:
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
+    for _ in range(limit):
+        try:
+            yield next(reader)
+        except (StopIteration, csv.Error):
+            return
+
+
+def _finish_chunk(chunk: pd.DataFrame, header: HeaderMap, extra_cols: list[int]) -> RawChunk:
+    """Bind columns, number rows (record index + 1) and drop completely blank rows."""
+    cells = chunk.astype("str")
+    blank = cells.apply(lambda c: trim(c) == "").all(axis=1)
+    frame = _bind(cells, header, 0)
+    frame[ROW] = chunk.index.to_numpy() + 1
+    frame[EXTRA] = ""
+    if extra_cols:
+        extra = cells[extra_cols]
+        has_extra = (extra != "").any(axis=1) & ~blank
+        if has_extra.any():  # rare rows: a per-row join is fine here
+            wide = extra[has_extra]
+            frame.loc[has_extra, EXTRA] = wide.apply(
+                lambda r: "".join(f"「{v}」" for v in r if v), axis=1
+            )
+    return RawChunk(frame[~blank].reset_index(drop=True), blank_rows=int(blank.sum()))
+
+
+class SheetReader:
+    """Reads the contract's sheet (or the first) of a spreadsheet through calamine."""
+
+    def __init__(self, path: Path, contract: Contract) -> None:
+        import python_calamine as calamine
+
+        self.path = path
+        self.scan = hash_file(path)
+        self.scan.encoding = path.suffix.lower().lstrip(".").upper()
+        try:
+            workbook = calamine.CalamineWorkbook.from_path(str(path))
+            names = workbook.sheet_names
+            if contract.sheet and contract.sheet not in names:
+                raise InputFileError(
+                    message("E_SHEET_NOT_FOUND", sheet=contract.sheet, sheets="、".join(names)),
+                    code="E_SHEET_NOT_FOUND",
+                )
+            sheet = (
+                workbook.get_sheet_by_name(contract.sheet)
+                if contract.sheet
+                else workbook.get_sheet_by_index(0)
+            )
+            start = sheet.start or (0, 0)
+            end = sheet.end or (0, 0)
+            merged = sheet.merged_cell_ranges or []
+            self._rows = iter(sheet.iter_rows())  # absolute rows from 0, columns from start
+        except InputFileError:
+            raise
+        except Exception as exc:  # calamine raises its own types for zip/xml/password faults
+            raise InputFileError(
+                message("E_XLSX_UNREADABLE", detail=f"{type(exc).__name__}: {exc}"),
+                code="E_XLSX_UNREADABLE",
+            ) from None
+        self._rows_total = end[0] + 1
+        self._position = 0
+        # Merged ranges, in this reader's column coordinates: every cell of a range takes the
+        # value of its top-left cell (a merged title, a header spanning two rows, an authority
+        # merged down a block of rows).
+        self._merged = [
+            (r0, c0 - start[1], r1, c1 - start[1]) for (r0, c0), (r1, c1) in merged
+        ]
+        self._anchors: dict[tuple[int, int], str] = {}
+        head = self._read(HEADER_SEARCH_ROWS)
+        self.header = find_header(head.to_numpy().tolist(), contract)
+        self.warnings = _unknown_column_warnings(self.header)
+        self._pending = head
+
+    def _read(self, n: int) -> pd.DataFrame:
+        """The next `n` rows as text, indexed by 0-based sheet row, merged cells filled."""
+        first = self._position
+        raw = []
+        for row in self._rows:
+            raw.append(row)
+            if len(raw) >= n:
+                break
+        self._position += len(raw)
+        frame = _cells_to_text(raw)
+        frame.index = pd.RangeIndex(first, first + len(frame))
+        for r0, c0, r1, c1 in self._merged:
+            lo, hi = max(r0, first), min(r1, first + len(frame) - 1)
+            if lo > hi or c0 < 0:
+                continue
+            if r0 >= first and c0 in frame.columns:
+                self._anchors[(r0, c0)] = str(frame.at[r0, c0])
+            for c in range(c0, c1 + 1):
+                if c not in frame.columns:
+                    frame[c] = ""
+            frame.loc[lo:hi, c0:c1] = self._anchors.get((r0, c0), "")
+        return frame
+
+    def chunks(self, rows: int) -> Iterator[RawChunk]:
+        frame, self._pending = self._pending, pd.DataFrame()
+        while not frame.empty:
+            body = frame[frame.index > self.header.row_index]
+            if not body.empty:
+                body = body.reindex(columns=range(max(self.header.width, len(body.columns))))
+                extra_cols = list(range(self.header.width, len(body.columns)))
+                yield _finish_chunk(body.fillna(""), self.header, extra_cols)
+            frame = self._read(rows)
+
+    def progress(self) -> float:
+        return min(1.0, self._position / max(1, self._rows_total))
+
+
+def _cells_to_text(rows: list[list[object]]) -> pd.DataFrame:
+    """Spreadsheet cells as the text an office meant, converted column by column.
+
+    Integer-valued numbers lose the “.0” calamine gives them (工商注册号 typed as a number);
+    date cells become ISO dates (time kept when present) for the date normaliser; Excel serial
+    numbers in date columns stay numbers and are converted there.
+    """
+    frame = pd.DataFrame(rows, dtype=object)
+    out: dict[int, pd.Series] = {}
+    for col in frame.columns:
+        cells = frame[col]
+        kinds = cells.map(type)
+        text = cells.astype(str)
+        is_float = kinds == float
+        if is_float.any():
+            text = text.mask(is_float, text.str.replace(r"\.0$", "", regex=True))
+        is_datetime = kinds == datetime
+        if is_datetime.any():
+            text = text.mask(is_datetime, text.str.replace(" 00:00:00", "", regex=False))
+        out[col] = text.mask(cells.isna(), "")
+    return pd.DataFrame(out, index=frame.index, dtype="str")

@@ -1,0 +1,1 @@
+"""Office receipts, KPI and data-quality reports."""

@@ -1,0 +1,144 @@
+"""Office receipts: what was accepted, and for each rejected row what to fix.
+
+Written as CSV (UTF-8 with BOM so Excel opens it; formula-leading cells neutralised), a small
+HTML page for people, and JSON for machines. The pipeline calls `write_receipt` with
+`outbox/<office_id>/`; `creditpipe check --receipt-dir` does the same for a single file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from etl import settings
+from etl.check import CheckResult
+from etl.fsutil import atomic_write_bytes, atomic_write_text
+
+HTML_ROW_LIMIT = 2000
+CSV_HEADER = ["行号", "字段", "错误代码", "说明", "原值"]
+_FORMULA_LEAD = r"^([=+\-@\t\r])"
+
+
+@dataclass(frozen=True)
+class ReceiptPaths:
+    csv: Path
+    html: Path
+    json: Path
+
+
+def neutralise_formulas(values: pd.Series) -> pd.Series:
+    """Prefix cells that a spreadsheet would run as a formula (= + - @, tab, CR) with '."""
+    return values.astype("str").str.replace(_FORMULA_LEAD, r"'\1", regex=True)
+
+
+def receipt_stem(result: CheckResult) -> str:
+    """`<original name>.<sha256[:12]>.receipt`: unique per content, readable by a clerk."""
+    name = Path(result.file).name
+    return f"{name}.{result.sha256[:12]}.receipt" if result.sha256 else f"{name}.receipt"
+
+
+def receipt_json(result: CheckResult, **extra: Any) -> dict[str, Any]:
+    """The `check --json` object plus the context a receipt keeps."""
+    body = result.to_json()
+    body.update(
+        {
+            "contract": result.contract,
+            "office": result.office,
+            "size": result.size,
+            "blank_rows": result.blank_rows,
+            "header_row": result.header_row,
+            "quality": result.quality,
+            "generated_at": datetime.now(settings.SHANGHAI).isoformat(timespec="seconds"),
+        }
+    )
+    body.update(extra)
+    return body
+
+
+def write_receipt(result: CheckResult, outdir: Path, **extra: Any) -> ReceiptPaths:
+    """Write the CSV, HTML and JSON receipt of `result` into `outdir` (atomically)."""
+    stem = receipt_stem(result)
+    paths = ReceiptPaths(
+        outdir / f"{stem}.csv", outdir / f"{stem}.html", outdir / f"{stem}.json"
+    )
+    atomic_write_bytes(paths.csv, _csv(result).encode("utf-8-sig"))
+    atomic_write_text(paths.html, _html(result))
+    atomic_write_text(
+        paths.json, json.dumps(receipt_json(result, **extra), ensure_ascii=False, indent=2) + "\n"
+    )
+    return paths
+
+
+def _csv(result: CheckResult) -> str:
+    notices = [("（文件）", "", n.code, n.message, "") for n in result.file_errors]
+    notices += [("（提示）", "", n.code, n.message, "") for n in result.warnings]
+    head = pd.DataFrame(notices, columns=CSV_HEADER)
+    rej = result.rejections
+    body = pd.DataFrame(
+        {
+            "行号": rej["row"].astype("str"),
+            "字段": rej["field"],
+            "错误代码": rej["code"],
+            "说明": rej["message"],
+            "原值": rej["value"],
+        }
+    )
+    table = pd.concat([head, body], ignore_index=True) if notices else body
+    table = table.apply(neutralise_formulas)
+    return str(table.to_csv(index=False, lineterminator="\r\n"))
+
+
+def summary_lines(result: CheckResult) -> list[str]:
+    """The receipt's summary in Chinese (also printed by `creditpipe check`)."""
+    status = "文件被拒收" if result.file_errors else ("全部通过" if result.ok else "部分行被拒绝")
+    lines = [
+        f"文件：{Path(result.file).name}",
+        f"数据集：{result.dataset}（{result.contract}）" + (f"　报送机构：{result.office}" if result.office else ""),
+        f"结果：{status}",
+    ]
+    if result.sha256:
+        lines.append(f"编码：{result.encoding}　大小：{result.size:,} 字节　SHA-256：{result.sha256}")
+    if not result.file_errors:
+        lines.append(
+            f"读取 {result.rows_read:,} 行（表头在第 {result.header_row} 行，另有空行 {result.blank_rows:,} 行已忽略）："
+            f"接受 {result.accepted:,} 行，拒绝 {result.rejected:,} 行"
+        )
+    return lines
+
+
+def _html(result: CheckResult) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>",
+        f"<title>数据报送回执 — {esc(Path(result.file).name)}</title>",
+        "<style>body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;margin:2em;}"
+        "table{border-collapse:collapse;}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;}"
+        "th{background:#f3f3f3;}.err{color:#b00020;}.warn{color:#8a6d00;}.ok{color:#116611;}</style>",
+        "</head><body><h1>数据报送回执</h1>",
+    ]
+    parts += [f"<p>{esc(line)}</p>" for line in summary_lines(result)]
+    for notice in result.file_errors:
+        parts.append(f"<p class='err'>[{esc(notice.code)}] {esc(notice.message)}</p>")
+    for notice in result.warnings:
+        parts.append(f"<p class='warn'>[{esc(notice.code)}] {esc(notice.message)}</p>")
+    rej = result.rejections
+    if rej.empty and not result.file_errors:
+        parts.append("<p class='ok'>所有数据行均已通过校验。</p>")
+    elif not rej.empty:
+        shown = rej.head(HTML_ROW_LIMIT)
+        parts.append(f"<h2>被拒绝的行（{result.rejected:,} 行，{len(rej):,} 个问题）</h2>")
+        if len(rej) > HTML_ROW_LIMIT:
+            parts.append(f"<p>此处只列出前 {HTML_ROW_LIMIT:,} 个问题，完整清单见同名 CSV 回执。</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in CSV_HEADER) + "</tr>")
+        for row, field, code, msg, value in shown.itertuples(index=False):
+            cells = (str(row), field, code, msg, value)
+            parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+    parts.append("</body></html>\n")
+    return "".join(parts)

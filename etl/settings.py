@@ -1,0 +1,54 @@
+"""Where things live. Every environment variable creditpipe reads is read here, and only here.
+
+| variable             | default                                   | meaning                              |
+|----------------------|-------------------------------------------|--------------------------------------|
+| CREDITPIPE_HOME      | ./data                                    | inbox/, archive/, outbox/, publish/  |
+| CREDITPIPE_SCHEMAS   | <project>/schemas                         | contracts, offices registry, policy  |
+| CREDITPIPE_OFFICES   | $CREDITPIPE_SCHEMAS/offices.yaml          | registry of offices allowed to drop  |
+| CREDITPIPE_CHUNK_ROWS| 100000                                    | rows per processing chunk            |
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+def home() -> Path:
+    """The pipeline's home folder (CREDITPIPE_HOME, default ./data)."""
+    return Path(os.environ.get("CREDITPIPE_HOME", "data")).expanduser()
+
+
+def schemas_dir() -> Path:
+    """Folder holding the data contracts, the offices registry and the policy files."""
+    return Path(os.environ.get("CREDITPIPE_SCHEMAS", PROJECT_ROOT / "schemas")).expanduser()
+
+
+def expectations_dir() -> Path:
+    """Folder holding the Great Expectations suites (one JSON per dataset)."""
+    return Path(
+        os.environ.get("CREDITPIPE_EXPECTATIONS", PROJECT_ROOT / "expectations")
+    ).expanduser()
+
+
+def offices_path() -> Path:
+    """The offices registry (CREDITPIPE_OFFICES overrides the bundled one)."""
+    override = os.environ.get("CREDITPIPE_OFFICES")
+    return Path(override).expanduser() if override else schemas_dir() / "offices.yaml"
+
+
+def chunk_rows() -> int:
+    """Rows per processing chunk; memory use is proportional to this, not to the file."""
+    value = os.environ.get("CREDITPIPE_CHUNK_ROWS", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_CHUNK_ROWS
+
+
+def today_shanghai() -> date:
+    """Today's calendar date in Asia/Shanghai: all business dates are Shanghai dates."""
+    return datetime.now(SHANGHAI).date()
