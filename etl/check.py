@@ -112,7 +112,7 @@ class _KeyIndex:
         complete = key.notna().all(axis=1)
         hashes = pd.util.hash_pandas_object(key[complete], index=False).to_numpy()
         chunk_rows = rows[complete].to_numpy()
-        repeated = pd.Series(hashes).duplicated(keep=False).to_numpy()
+        repeated = pd.Series(hashes).duplicated(keep=False).to_numpy().copy()
         for earlier in self.hashes:
             repeated |= np.isin(hashes, earlier)
         order = np.argsort(hashes)
@@ -135,9 +135,11 @@ class _KeyIndex:
             where = np.isin(hashes, dup_hashes)
             hits.append(pd.DataFrame({"hash": hashes[where], "row": rows[where]}))
         all_rows = pd.concat(hits, ignore_index=True).sort_values(["hash", "row"])
-        texts = pd.concat(
-            [pd.Series(t.to_numpy(), index=h) for h, _, t in self.dupes]
-        ).groupby(level=0).first()
+        texts = (
+            pd.concat([pd.Series(t.to_numpy(), index=h) for h, _, t in self.dupes])
+            .groupby(level=0)
+            .first()
+        )
         partners = all_rows.groupby("hash")["row"].agg(lambda r: "、".join(map(str, r)))
         frame = pd.DataFrame(
             {
@@ -168,11 +170,23 @@ def check_file(
     """Check one file against the dataset's contract; never raises for bad input."""
     contract = load_contract(dataset)
     result = CheckResult(
-        file=str(path), dataset=dataset, contract=contract.name, office=office.id if office else None
+        file=str(path),
+        dataset=dataset,
+        contract=contract.name,
+        office=office.id if office else None,
     )
     try:
-        _run(path, contract, result, office, as_of or settings.today_shanghai(), sink, progress,
-             chunk_rows or settings.chunk_rows(), quality)
+        _run(
+            path,
+            contract,
+            result,
+            office,
+            as_of or settings.today_shanghai(),
+            sink,
+            progress,
+            chunk_rows or settings.chunk_rows(),
+            quality,
+        )
     except InputFileError as exc:
         result.file_errors.append(Notice(exc.code, exc.message))
         result.rows_read = result.accepted = result.rejected = 0

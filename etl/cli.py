@@ -24,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-expectations_app = typer.Typer(help="Great Expectations 数据质量规则（由数据契约生成）。", no_args_is_help=True)
+expectations_app = typer.Typer(
+    help="Great Expectations 数据质量规则（由数据契约生成）。", no_args_is_help=True
+)
 contracts_app = typer.Typer(help="数据契约（schemas/*.yaml）。", no_args_is_help=True)
 app.add_typer(expectations_app, name="expectations")
 app.add_typer(contracts_app, name="contracts")
@@ -84,7 +86,10 @@ def check(
     progress = _progress_bar(file) if sys.stderr.isatty() else None
     try:
         result = check_file(
-            file, dataset, office=office_obj, as_of=day,
+            file,
+            dataset,
+            office=office_obj,
+            as_of=day,
             progress=progress.update if progress else None,
         )
     except ConfigError as exc:
@@ -112,8 +117,13 @@ class _progress_bar:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
-            TextColumn("检查 {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[rows]:,} 行"), TimeElapsedColumn(), console=err, transient=True,
+            TextColumn("检查 {task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[rows]:,} 行"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
         )
         self._task = self._progress.add_task(file.name, total=1.0, rows=0)
         self._progress.start()
@@ -137,14 +147,18 @@ def _print_result(result: Any, limit: int) -> None:
     rej = result.rejections
     if rej.empty:
         return
-    table = Table(title=f"被拒绝的行（共 {result.rejected:,} 行，{len(rej):,} 个问题）", show_lines=False)
+    table = Table(
+        title=f"被拒绝的行（共 {result.rejected:,} 行，{len(rej):,} 个问题）", show_lines=False
+    )
     for column in ("行号", "字段", "代码", "原因", "原值"):
         table.add_column(column, overflow="fold")
     for row, field, code, msg, value in rej.head(limit).itertuples(index=False):
         table.add_row(str(row), field, code, msg, value)
     out.print(table)
     if len(rej) > limit:
-        out.print(f"……另有 {len(rej) - limit:,} 个问题未列出（用 --json 或 --receipt-dir 查看全部）")
+        out.print(
+            f"……另有 {len(rej) - limit:,} 个问题未列出（用 --json 或 --receipt-dir 查看全部）"
+        )
 
 
 @expectations_app.command("generate")
@@ -183,7 +197,9 @@ def contracts_validate() -> None:
     try:
         for name in available_datasets():
             contract = load_contract(name)
-            out.print(f"{contract.name}：{len(contract.fields)} 个字段，自然键 {contract.natural_key}")
+            out.print(
+                f"{contract.name}：{len(contract.fields)} 个字段，自然键 {contract.natural_key}"
+            )
         registry = load_offices()
         out.print(f"报送机构登记表：{len(registry.offices)} 个机构")
     except ConfigError as exc:
@@ -223,7 +239,9 @@ def generate(
     if not 0 <= error_rate <= 1:
         raise _fail("--error-rate 应在 0 到 1 之间", EXIT_USAGE)
     try:
-        written = generate_file(dataset, rows, out_file, seed=seed, error_rate=error_rate, encoding=encoding)
+        written = generate_file(
+            dataset, rows, out_file, seed=seed, error_rate=error_rate, encoding=encoding
+        )
     except CreditpipeError as exc:
         raise _fail(exc.message, EXIT_USAGE) from None
     out.print(f"已生成 {written:,} 行：{out_file}")

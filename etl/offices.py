@@ -43,7 +43,9 @@ class Registry(BaseModel):
     def _valid(self) -> Registry:
         ids = [o.id for o in self.offices]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"office ids declared twice: {sorted({i for i in ids if ids.count(i) > 1})}")
+            raise ValueError(
+                f"office ids declared twice: {sorted({i for i in ids if ids.count(i) > 1})}"
+            )
         codes = [o.uscc for o in self.offices] + [a for o in self.offices for a in o.authorities]
         outcome = check_uscc(pd.Series(codes, dtype="str"))
         bad = [c for c, ok in zip(codes, outcome.checksum_ok, strict=True) if not ok]

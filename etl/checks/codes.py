@@ -32,11 +32,10 @@ CODES: dict[str, Code] = {
     "E_USCC_CHECKSUM": Code(
         "row", "「{field}」校验位错误（GB 32100-2015），请核对是否抄错；按前 17 位计算校验位应为 "
     ),
-    "E_ID_CHECKSUM": Code(
-        "row", "「{field}」不是有效的居民身份证号码（GB 11643-1999）：{reason}"
-    ),
+    "E_ID_CHECKSUM": Code("row", "「{field}」不是有效的居民身份证号码（GB 11643-1999）：{reason}"),
     "E_DATE_INVALID": Code(
-        "row", "「{field}」不是可识别的日期，请使用 2023-05-11、2023/5/11、2023年5月11日 或 20230511"
+        "row",
+        "「{field}」不是可识别的日期，请使用 2023-05-11、2023/5/11、2023年5月11日 或 20230511",
     ),
     "E_DATE_FUTURE": Code("row", "「{field}」晚于今天（{as_of}），不能是将来的日期"),
     "E_DATE_ORDER": Code("row", "「{field}」不能早于「{other}」"),
@@ -55,7 +54,9 @@ CODES: dict[str, Code] = {
     "E_STATUS_DATE": Code("row", "{reason}"),
     # File errors: the whole file is refused, nothing of it is loaded.
     "E_FILE_NOT_FOUND": Code("file", "文件不存在：{path}"),
-    "E_FILE_TYPE": Code("file", "不支持的文件类型 {suffix}：请提交 CSV（.csv）或 Excel（.xlsx/.xls）文件"),
+    "E_FILE_TYPE": Code(
+        "file", "不支持的文件类型 {suffix}：请提交 CSV（.csv）或 Excel（.xlsx/.xls）文件"
+    ),
     "E_FILE_EMPTY": Code("file", "文件为空，没有可读取的内容"),
     "E_ENCODING": Code(
         "file",
@@ -68,7 +69,9 @@ CODES: dict[str, Code] = {
         "file", "前 {limit} 行中找不到表头：请确认列标题使用标准名称（如「行政相对人名称」）"
     ),
     "E_MISSING_COLUMN": Code("file", "缺少必填列：{columns}"),
-    "E_DUPLICATE_COLUMN": Code("file", "多列对应同一字段「{field}」：第 {columns} 列，请只保留一列"),
+    "E_DUPLICATE_COLUMN": Code(
+        "file", "多列对应同一字段「{field}」：第 {columns} 列，请只保留一列"
+    ),
     "E_OFFICE_UNKNOWN": Code("file", "报送机构 {office} 未登记，不能报送数据"),
     "E_DATASET_NOT_ALLOWED": Code("file", "报送机构 {office} 无权报送「{dataset}」数据"),
     # Warnings: the file is processed; the office should still look.

@@ -163,10 +163,10 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
         out.add(problem.mask, field_name, problem.code, problem.message, texts[field_name])
     if EXTRA in raw:
         extra = raw[EXTRA]
-        msg = message("E_ROW_SHAPE", extra="") + extra
-        out.add(extra != "", "（整行）", "E_ROW_SHAPE", msg, extra)
+        shape_msg = message("E_ROW_SHAPE", extra="") + extra
+        out.add(extra != "", "（整行）", "E_ROW_SHAPE", shape_msg, extra)
 
-    frame = pd.DataFrame(typed, index=index)
+    frame = pd.DataFrame({f.name: typed[f.name] for f in contract.fields}, index=index)
     frame[ROW] = raw[ROW]
     return ChunkOutcome(frame, out.frame())
 
@@ -181,7 +181,9 @@ def _required(
     titles: dict[str, str],
 ) -> None:
     if spec.required:
-        out.add(~p.present, spec.name, "E_REQUIRED", message("E_REQUIRED", field=spec.title), raw_value)
+        out.add(
+            ~p.present, spec.name, "E_REQUIRED", message("E_REQUIRED", field=spec.title), raw_value
+        )
     if spec.required_when is None:
         return
     holds = evaluate(spec.required_when, typed, index)
@@ -223,7 +225,11 @@ def _type_rules(
                 )
             )
         problems.append(
-            Problem(checked & ~outcome.format_ok, "E_USCC_FORMAT", message("E_USCC_FORMAT", field=spec.title))
+            Problem(
+                checked & ~outcome.format_ok,
+                "E_USCC_FORMAT",
+                message("E_USCC_FORMAT", field=spec.title),
+            )
         )
         problems.append(
             Problem(
@@ -256,7 +262,8 @@ def _type_rules(
             Problem(
                 applies & outcome.format_ok & outcome.birth_ok & ~outcome.checksum_ok,
                 "E_ID_CHECKSUM",
-                message("E_ID_CHECKSUM", field=spec.title, reason=reason["check"]) + outcome.expected,
+                message("E_ID_CHECKSUM", field=spec.title, reason=reason["check"])
+                + outcome.expected,
             ),
         ]
     elif spec.type == "date":
@@ -293,9 +300,7 @@ def _authorisation(
     if auth.source_field:
         values = typed[auth.source_field]
         bad = parsed[auth.source_field].present & (values != office.uscc).fillna(True)
-        reason = (
-            f"「{titles[auth.source_field]}」应为报送机构{office.name}的代码 {office.uscc}"
-        )
+        reason = f"「{titles[auth.source_field]}」应为报送机构{office.name}的代码 {office.uscc}"
         found.append((Problem(bad, "E_OFFICE_NOT_AUTHORISED", reason), auth.source_field))
     if auth.authority_field:
         values = typed[auth.authority_field]
@@ -305,7 +310,9 @@ def _authorisation(
             f"报送机构{office.name}无权报送该「{titles[auth.authority_field]}」的数据"
             f"（可报送：{allowed}）"
         )
-        found.append((Problem(bad.astype(bool), "E_OFFICE_NOT_AUTHORISED", reason), auth.authority_field))
+        found.append(
+            (Problem(bad.astype(bool), "E_OFFICE_NOT_AUTHORISED", reason), auth.authority_field)
+        )
     if auth.district_field and not office.covers_all_districts:
         values = typed[auth.district_field]
         bad = parsed[auth.district_field].present & (values != office.district).fillna(False)

@@ -63,9 +63,7 @@ class Parsed:
     problems: list[Problem] = field(default_factory=list)
 
 
-def parse_field(
-    spec: FieldSpec, raw: pd.Series, contract: Contract, *, unit: str | None
-) -> Parsed:
+def parse_field(spec: FieldSpec, raw: pd.Series, contract: Contract, *, unit: str | None) -> Parsed:
     """Normalise `raw` (text as read) according to the field's type."""
     text = trim(raw)
     present = (text != "").astype(bool)
@@ -103,9 +101,7 @@ def _enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contra
     return Parsed(mapped.where(present), present, [Problem(unknown, code, msg)])
 
 
-def _multi_enum(
-    spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract
-) -> Parsed:
+def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract) -> Parsed:
     """Several categories in one cell; canonical form is `;`-joined in the contract's order.
 
     Vectorised: legacy combined labels are expanded, the cell is split and exploded, each part
@@ -115,7 +111,9 @@ def _multi_enum(
     enum = spec.enum or []
     folded = canonical(text)
     for label, values in spec.expand.items():
-        folded = folded.str.replace(canonical(pd.Series([label], dtype="str"))[0], ";".join(values), regex=False)
+        folded = folded.str.replace(
+            canonical(pd.Series([label], dtype="str"))[0], ";".join(values), regex=False
+        )
     separators = "".join(canonical(pd.Series(spec.separators, dtype="str")).tolist())
     pattern = "[" + "".join("\\" + s if s in "\\]^-" else s for s in separators + ";") + "]"
     parts = folded.str.split(pattern, regex=True).explode()
@@ -134,8 +132,8 @@ def _multi_enum(
     known = bits.dropna().astype("int64")
     mask = known.groupby(level=0).agg(np.bitwise_or.reduce)
     labels = {m: ";".join(v for i, v in enumerate(enum) if m >> i & 1) for m in mask.unique()}
-    values = mask.map(labels).reindex(text.index).astype("str")
-    return Parsed(values.where(present & ~unknown), present, problems)
+    joined = mask.map(labels).reindex(text.index).astype("str")
+    return Parsed(joined.where(present & ~unknown), present, problems)
 
 
 def _patent_appno(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
@@ -168,7 +166,9 @@ def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
     """ISO, 2023/5/11, 2023.5.11, 20230511, 2023年5月11日, with a time part, Excel serials."""
     folded = text.str.normalize("NFKC")
     if spec.value_aliases:
-        aliases = {lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()}
+        aliases = {
+            lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()
+        }
         folded = lookup_keys(folded).map(aliases).fillna(folded).astype("str")
     parts = folded.str.extract(_DATE_YMD)
     compact = folded.str.extract(_DATE_COMPACT)
@@ -229,7 +229,9 @@ def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | No
         Problem(
             ambiguous,
             "E_AMOUNT_INVALID",
-            reason("单位不明确：该列标题未注明单位，请在金额后写明“万元”或“元”，或使用带单位的列标题"),
+            reason(
+                "单位不明确：该列标题未注明单位，请在金额后写明“万元”或“元”，或使用带单位的列标题"
+            ),
         ),
         Problem(negative, "E_AMOUNT_INVALID", reason("不能为负数")),
         Problem(too_large, "E_AMOUNT_INVALID", reason("超出 decimal(18,6) 万元的范围")),

@@ -12,7 +12,7 @@ import codecs
 import csv
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Protocol
 
 import charset_normalizer
 import pandas as pd
+import python_calamine as calamine
 
 from etl.checks.codes import column_letter, message
 from etl.contracts import Contract
@@ -34,6 +35,13 @@ SHEET_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 DELIMITERS = [",", "\t", ";", "|"]
 EXTRA_COLUMNS = 16  # room for rows wider than the header, so they are rejected, not lost
 _BLOCK = 1 << 20
+_CALAMINE_ERRORS = (
+    calamine.CalamineError,
+    calamine.PasswordError,
+    calamine.ZipError,
+    calamine.XmlError,
+    calamine.WorksheetNotFound,
+)
 
 # Label shown to the office → Python codec used to read. GBK files are read with the GB18030
 # codec, a strict superset, so a rare 4-byte character further down cannot break the read.
@@ -79,7 +87,9 @@ def open_table(path: Path, contract: Contract) -> TableReader:
         return CsvReader(path, contract)
     if suffix in SHEET_SUFFIXES:
         return SheetReader(path, contract)
-    raise InputFileError(message("E_FILE_TYPE", suffix=suffix or "（无扩展名）"), code="E_FILE_TYPE")
+    raise InputFileError(
+        message("E_FILE_TYPE", suffix=suffix or "（无扩展名）"), code="E_FILE_TYPE"
+    )
 
 
 def scan_text_file(path: Path) -> FileScan:
@@ -190,7 +200,11 @@ class CsvReader:
         self.warnings = _unknown_column_warnings(self.header)
         bound = {b.column for b in self.header.bindings}
         self._unnamed = _UnnamedColumns(
-            [c for c in range(self.header.width) if c not in bound and c not in dict(self.header.unknown)]
+            [
+                c
+                for c in range(self.header.width)
+                if c not in bound and c not in dict(self.header.unknown)
+            ]
         )
         self._fh: io.BufferedReader | None = None
 
@@ -290,8 +304,6 @@ class SheetReader:
     """Reads the contract's sheet (or the first) of a spreadsheet through calamine."""
 
     def __init__(self, path: Path, contract: Contract) -> None:
-        import python_calamine as calamine
-
         self.path = path
         self.scan = hash_file(path)
         self.scan.encoding = path.suffix.lower().lstrip(".").upper()
@@ -314,7 +326,7 @@ class SheetReader:
             self._rows = iter(sheet.iter_rows())  # absolute rows from 0, columns from start
         except InputFileError:
             raise
-        except Exception as exc:  # calamine raises its own types for zip/xml/password faults
+        except (*_CALAMINE_ERRORS, OSError, ValueError) as exc:
             raise InputFileError(
                 message("E_XLSX_UNREADABLE", detail=f"{type(exc).__name__}: {exc}"),
                 code="E_XLSX_UNREADABLE",
@@ -324,9 +336,7 @@ class SheetReader:
         # Merged ranges, in this reader's column coordinates: every cell of a range takes the
         # value of its top-left cell (a merged title, a header spanning two rows, an authority
         # merged down a block of rows).
-        self._merged = [
-            (r0, c0 - start[1], r1, c1 - start[1]) for (r0, c0), (r1, c1) in merged
-        ]
+        self._merged = [(r0, c0 - start[1], r1, c1 - start[1]) for (r0, c0), (r1, c1) in merged]
         self._anchors: dict[tuple[int, int], str] = {}
         head = self._read(HEADER_SEARCH_ROWS)
         self.header = find_header(head.to_numpy().tolist(), contract)
@@ -336,7 +346,7 @@ class SheetReader:
     def _read(self, n: int) -> pd.DataFrame:
         """The next `n` rows as text, indexed by 0-based sheet row, merged cells filled."""
         first = self._position
-        raw = []
+        raw: list[Sequence[object]] = []
         for row in self._rows:
             raw.append(row)
             if len(raw) >= n:
@@ -370,7 +380,7 @@ class SheetReader:
         return min(1.0, self._position / max(1, self._rows_total))
 
 
-def _cells_to_text(rows: list[list[object]]) -> pd.DataFrame:
+def _cells_to_text(rows: list[Sequence[object]]) -> pd.DataFrame:
     """Spreadsheet cells as the text an office meant, converted column by column.
 
     Integer-valued numbers lose the “.0” calamine gives them (工商注册号 typed as a number);
@@ -378,15 +388,15 @@ def _cells_to_text(rows: list[list[object]]) -> pd.DataFrame:
     numbers in date columns stay numbers and are converted there.
     """
     frame = pd.DataFrame(rows, dtype=object)
-    out: dict[int, pd.Series] = {}
+    out: dict[object, pd.Series] = {}
     for col in frame.columns:
         cells = frame[col]
         kinds = cells.map(type)
         text = cells.astype(str)
-        is_float = kinds == float
+        is_float = kinds.isin([float])
         if is_float.any():
             text = text.mask(is_float, text.str.replace(r"\.0$", "", regex=True))
-        is_datetime = kinds == datetime
+        is_datetime = kinds.isin([datetime])
         if is_datetime.any():
             text = text.mask(is_datetime, text.str.replace(" 00:00:00", "", regex=False))
         out[col] = text.mask(cells.isna(), "")

@@ -64,9 +64,7 @@ def receipt_json(result: CheckResult, **extra: Any) -> dict[str, Any]:
 def write_receipt(result: CheckResult, outdir: Path, **extra: Any) -> ReceiptPaths:
     """Write the CSV, HTML and JSON receipt of `result` into `outdir` (atomically)."""
     stem = receipt_stem(result)
-    paths = ReceiptPaths(
-        outdir / f"{stem}.csv", outdir / f"{stem}.html", outdir / f"{stem}.json"
-    )
+    paths = ReceiptPaths(outdir / f"{stem}.csv", outdir / f"{stem}.html", outdir / f"{stem}.json")
     atomic_write_bytes(paths.csv, _csv(result).encode("utf-8-sig"))
     atomic_write_text(paths.html, _html(result))
     atomic_write_text(
@@ -99,11 +97,14 @@ def summary_lines(result: CheckResult) -> list[str]:
     status = "文件被拒收" if result.file_errors else ("全部通过" if result.ok else "部分行被拒绝")
     lines = [
         f"文件：{Path(result.file).name}",
-        f"数据集：{result.dataset}（{result.contract}）" + (f"　报送机构：{result.office}" if result.office else ""),
+        f"数据集：{result.dataset}（{result.contract}）"
+        + (f"　报送机构：{result.office}" if result.office else ""),
         f"结果：{status}",
     ]
     if result.sha256:
-        lines.append(f"编码：{result.encoding}　大小：{result.size:,} 字节　SHA-256：{result.sha256}")
+        lines.append(
+            f"编码：{result.encoding}　大小：{result.size:,} 字节　SHA-256：{result.sha256}"
+        )
     if not result.file_errors:
         lines.append(
             f"读取 {result.rows_read:,} 行（表头在第 {result.header_row} 行，另有空行 {result.blank_rows:,} 行已忽略）："
@@ -134,7 +135,9 @@ def _html(result: CheckResult) -> str:
         shown = rej.head(HTML_ROW_LIMIT)
         parts.append(f"<h2>被拒绝的行（{result.rejected:,} 行，{len(rej):,} 个问题）</h2>")
         if len(rej) > HTML_ROW_LIMIT:
-            parts.append(f"<p>此处只列出前 {HTML_ROW_LIMIT:,} 个问题，完整清单见同名 CSV 回执。</p>")
+            parts.append(
+                f"<p>此处只列出前 {HTML_ROW_LIMIT:,} 个问题，完整清单见同名 CSV 回执。</p>"
+            )
         parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in CSV_HEADER) + "</tr>")
         for row, field, code, msg, value in shown.itertuples(index=False):
             cells = (str(row), field, code, msg, value)

@@ -1,0 +1,124 @@
+"""Normalisation of dates, amounts, categories and identifiers (issue #2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from etl.contracts import load_contract
+from etl.intake.normalise import parse_field
+
+PENALTY = load_contract("penalty")
+
+
+def parse(field: str, values: list[str], unit: str | None = "万元"):  # type: ignore[no-untyped-def]
+    return parse_field(PENALTY.field(field), pd.Series(values, dtype="str"), PENALTY, unit=unit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023-05-11",
+        "2023/5/11",
+        "2023.5.11",
+        "20230511",
+        "2023年5月11日",
+        "2023-05-11 10:30:00",
+        "2023/5/11 0:00",
+        "45057",  # Excel serial
+        "45057.0",
+        "２０２３年５月１１日",  # full-width digits
+        "\u30002023-05-11\u00a0",  # ideographic space and NBSP around it
+    ],
+)
+def test_date_forms(text: str) -> None:
+    parsed = parse("decision_date", [text])
+    assert parsed.values[0] == pd.Timestamp(dt.date(2023, 5, 11))
+    assert not any(p.mask.any() for p in parsed.problems)
+
+
+@pytest.mark.parametrize("text", ["2023-13-01", "2023-02-30", "明天", "11/5/2023"])
+def test_invalid_dates(text: str) -> None:
+    parsed = parse("decision_date", [text])
+    assert pd.isna(parsed.values[0])
+    assert [p.code for p in parsed.problems if p.mask.any()] == ["E_DATE_INVALID"]
+
+
+def test_long_term_validity_alias() -> None:
+    assert parse("valid_until", ["长期"]).values[0] == pd.Timestamp("2099-12-31")
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "expected"),
+    [
+        ("5", "万元", "5"),
+        ("5万元", "万元", "5"),
+        ("5万", "万元", "5"),
+        ("50000元", "万元", "5"),
+        ("50,000元", "万元", "5"),
+        ("￥50,000", "元", "5"),
+        ("50000", "元", "5"),  # a column titled in 元
+        ("5.0000", "万元", "5"),
+        ("2000元", "万元", "0.2"),
+        ("１２３４.５６元", "万元", "0.123456"),
+        ("5万元", None, "5"),  # unit written in the cell: fine in a unit-less column
+    ],
+)
+def test_amount_forms(text: str, unit: str | None, expected: str) -> None:
+    parsed = parse("fine_amount", [text], unit=unit)
+    assert not any(p.mask.any() for p in parsed.problems)
+    assert parsed.values[0] == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "reason"),
+    [
+        ("五万元", "万元", "应为数字"),
+        ("-5", "万元", "负数"),
+        ("5", None, "单位不明确"),
+        ("5美元", "万元", "应为数字"),
+    ],
+)
+def test_invalid_amounts(text: str, unit: str | None, reason: str) -> None:
+    parsed = parse("fine_amount", [text], unit=unit)
+    hits = [p for p in parsed.problems if p.mask.any()]
+    assert [p.code for p in hits] == ["E_AMOUNT_INVALID"]
+    assert reason in str(hits[0].message)
+
+
+def test_categories_multi_valued_with_legacy_labels() -> None:
+    parsed = parse(
+        "penalty_categories",
+        [
+            "罚款；警告",
+            "没收违法所得、没收非法财物",
+            "吊销营业执照,罚款",
+            "警告、罚款、警告",
+            "罚款;拘役",
+        ],
+    )
+    assert list(parsed.values[:4]) == [
+        "警告;罚款",
+        "没收违法所得;没收非法财物",
+        "罚款;吊销许可证件",
+        "警告;罚款",
+    ]
+    unknown = [p for p in parsed.problems if p.code == "E_ENUM"][0]
+    assert list(unknown.mask) == [False, False, False, False, True]
+    assert pd.isna(parsed.values[4])  # never a silent default
+
+
+def test_subject_type_lookups_and_unknown_values() -> None:
+    parsed = parse("subject_type", ["法人", "个体户", "自 然 人", "外星人"])
+    assert list(parsed.values[:3]) == ["法人及非法人组织", "个体工商户", "自然人"]
+    assert [p.code for p in parsed.problems if p.mask.any()] == ["E_ENUM"]
+
+
+def test_identifiers_fold_full_width_and_case_names_keep_characters() -> None:
+    uscc = parse("subject_uscc", ["９１１１０１０８５５１３８５０８２ｑ", " 91110108 551385082q "])
+    assert list(uscc.values) == ["91110108551385082Q", "91110108551385082Q"]
+    name = parse("subject_name", ["\u3000上海（华信）贸易有限公司\u00a0"])
+    assert name.values[0] == "上海（华信）贸易有限公司"

@@ -1,0 +1,176 @@
+"""Readers: encodings, spreadsheets with title rows and merged headers, header binding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from etl.check import CheckResult
+from tests.conftest import FIXTURES
+from tests.fixtures.build import HEADER, org_row, to_csv
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "header_row"),
+    [
+        ("penalty_utf8.csv", "UTF-8", 1),
+        ("penalty_utf8_bom.csv", "UTF-8-BOM", 1),
+        ("penalty_gbk.csv", "GBK", 2),  # with a title row above the header
+        ("penalty_gb18030.csv", "GB18030", 1),
+    ],
+)
+def test_csv_encodings(
+    check: Callable[..., CheckResult], name: str, encoding: str, header_row: int
+) -> None:
+    result = check(FIXTURES / name)
+    assert result.encoding == encoding
+    assert result.header_row == header_row
+    assert (result.rows_read, result.accepted, result.rejected) == (3, 3, 0)
+    assert not result.file_errors and not result.warnings
+
+
+def test_gb18030_keeps_four_byte_characters(check: Callable[..., CheckResult]) -> None:
+    from tests.test_check import accepted_frame
+
+    frame = accepted_frame(FIXTURES / "penalty_gb18030.csv")
+    assert "𠮷田花子" in set(frame["subject_name"])
+
+
+def test_undecodable_file_is_a_file_error_not_a_crash(check: Callable[..., CheckResult]) -> None:
+    result = check(FIXTURES / "penalty_undecodable.csv")
+    assert [e.code for e in result.file_errors] == ["E_ENCODING"]
+    assert (result.rows_read, result.accepted, result.rejected) == (0, 0, 0)
+
+
+def test_xlsx_title_row_merged_header_and_typed_cells(check: Callable[..., CheckResult]) -> None:
+    from tests.test_check import accepted_frame
+
+    result = check(FIXTURES / "penalty_title_merged.xlsx")
+    assert result.header_row == 4  # title, blank, then a two-row merged header
+    assert (result.rows_read, result.accepted) == (2, 2), result.rejections.to_dict("records")
+    assert [w.code for w in result.warnings] == ["W_UNKNOWN_COLUMN"]  # 序号
+    frame = accepted_frame(FIXTURES / "penalty_title_merged.xlsx")
+    assert list(frame["_row"]) == [5, 6]  # as Excel shows them
+    assert [str(v) for v in frame["fine_amount"]] == ["2.000000", "0.800000"]  # column in 元
+    assert [str(d.date()) for d in frame["decision_date"]] == ["2026-03-02", "2026-03-19"]
+    assert [str(d.date()) for d in frame["valid_until"]] == ["2099-12-31", "2029-03-18"]
+    # Merged down the data rows: both rows get the authority.
+    assert set(frame["authority_uscc"]) == {"11310110MB2F000027"}
+
+
+def test_xlsx_bad_rows_keep_excel_row_numbers(check: Callable[..., CheckResult]) -> None:
+    result = check(FIXTURES / "penalty_title_merged_bad.xlsx")
+    assert set(result.rejections["row"]) == {7, 8}
+    assert result.accepted + result.rejected == result.rows_read == 4
+
+
+def test_blank_rows_are_ignored_but_counted_in_row_numbers(
+    tmp_path: Path, check: Callable[..., CheckResult]
+) -> None:
+    text = to_csv([org_row("B1"), org_row("B2", 行政相对人名称="")])
+    lines = text.split("\r\n")
+    text = "\r\n".join([lines[0], "", lines[1], ",,,,", "\u3000", lines[2], ""])
+    path = tmp_path / "blank.csv"
+    path.write_text(text, encoding="utf-8")
+    result = check(path)
+    assert result.rows_read == 2 and result.blank_rows == 3
+    assert list(result.rejections["row"]) == [6]
+
+
+def test_multiline_cell_counts_as_one_spreadsheet_row(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    rows = [org_row("M1", 违法事实="第一行\n第二行"), org_row("M2", 行政相对人名称="")]
+    result = check(write_csv(rows))
+    assert list(result.rejections["row"]) == [3]
+
+
+def test_header_aliases_and_bracket_variants(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    renames = {
+        "行政相对人名称": "当事人名称",
+        "罚款金额（万元）": "罚款金额(元)",
+        "处罚机关": " 处罚\n机关 ",
+    }
+    header = [renames.get(h, h) for h in HEADER]
+    row = org_row("H1")
+    row = {renames.get(k, k): v for k, v in row.items()}
+    row["罚款金额(元)"] = "50000"
+    result = check(write_csv([row], header=header))
+    assert result.rejections.empty, result.rejections.to_dict("records")
+    from tests.test_check import accepted_frame
+
+    assert str(accepted_frame(write_csv([row], header=header))["fine_amount"].iloc[0]) == "5.000000"
+
+
+def test_unknown_columns_are_a_warning(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    result = check(write_csv([org_row("U1")], header=HEADER + ["经办人"]))
+    assert [w.code for w in result.warnings] == ["W_UNKNOWN_COLUMN"]
+    assert "经办人" in result.warnings[0].message and result.accepted == 1
+
+
+def test_missing_required_column_names_it(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    header = [h for h in HEADER if h != "处罚依据"]
+    result = check(write_csv([org_row("X1")], header=header))
+    assert [e.code for e in result.file_errors] == ["E_MISSING_COLUMN"]
+    assert "处罚依据" in result.file_errors[0].message
+
+
+def test_two_columns_for_one_field_is_a_file_error(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    result = check(write_csv([org_row("X2")], header=HEADER + ["当事人名称"]))
+    assert [e.code for e in result.file_errors] == ["E_DUPLICATE_COLUMN"]
+
+
+def test_no_header_found(tmp_path: Path, check: Callable[..., CheckResult]) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    assert [e.code for e in check(path).file_errors] == ["E_HEADER_NOT_FOUND"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"), [("x.pdf", b"%PDF", "E_FILE_TYPE"), ("x.csv", b"", "E_FILE_EMPTY")]
+)
+def test_unreadable_files(
+    tmp_path: Path, check: Callable[..., CheckResult], name: str, content: bytes, code: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert [e.code for e in check(path).file_errors] == [code]
+
+
+def test_corrupt_xlsx(tmp_path: Path, check: Callable[..., CheckResult]) -> None:
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    assert [e.code for e in check(path).file_errors] == ["E_XLSX_UNREADABLE"]
+
+
+def test_row_wider_than_header_is_rejected_not_lost(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    path = write_csv([org_row("W1"), org_row("W2")])
+    lines = path.read_bytes().decode("utf-8").split("\r\n")
+    lines[2] += ",多出的内容,更多"
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    result = check(path)
+    assert list(result.rejections["code"]) == ["E_ROW_SHAPE"]
+    assert "多出的内容" in result.rejections["message"].iloc[0]
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ";"])
+def test_other_delimiters(
+    tmp_path: Path, check: Callable[..., CheckResult], delimiter: str
+) -> None:
+    row = org_row("T1", 处罚类别="罚款", **{"没收违法所得、没收非法财物的金额（万元）": ""})
+    text = to_csv([row]).replace(",", delimiter)
+    path = tmp_path / "t.csv"
+    path.write_text(text, encoding="utf-8")
+    assert check(path).accepted == 1

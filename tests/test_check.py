@@ -1,0 +1,127 @@
+"""The check stage as a whole: streaming, the row invariant, JSON, receipts, quality."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from etl.check import CheckResult, check_file
+from etl.reports.receipt import write_receipt
+from tests.conftest import AS_OF, FIXTURES
+from tests.fixtures.build import org_row, person_row
+
+
+class CollectingSink:
+    """An AcceptedSink that keeps what it is given (as the store's staging will)."""
+
+    def __init__(self) -> None:
+        self.frames: list[pd.DataFrame] = []
+        self.dropped = np.array([], dtype="int64")
+
+    def write(self, frame: pd.DataFrame) -> None:
+        self.frames.append(frame)
+
+    def finish(self, dropped_rows: np.ndarray) -> None:
+        self.dropped = dropped_rows
+
+    def accepted(self) -> pd.DataFrame:
+        frame = pd.concat(self.frames, ignore_index=True)
+        return frame[~frame["_row"].isin(self.dropped)].reset_index(drop=True)
+
+
+def accepted_frame(path: Path, **kwargs: object) -> pd.DataFrame:
+    sink = CollectingSink()
+    check_file(path, as_of=AS_OF, sink=sink, **kwargs)  # type: ignore[arg-type]
+    return sink.accepted()
+
+
+def _mixed_rows(n: int) -> list[dict[str, str]]:
+    rows = []
+    for i in range(n):
+        row = org_row(f"K{i}") if i % 3 else person_row(f"K{i}")
+        if i % 7 == 0:
+            row["处罚决定日期"] = "不是日期"
+        rows.append(row)
+    rows.append(org_row("K1", 行政相对人名称="重复的决定"))  # duplicates row 3, two chunks earlier
+    return rows
+
+
+def test_invariant_and_duplicates_across_chunks(write_csv: Callable[..., Path]) -> None:
+    path = write_csv(_mixed_rows(20))
+    whole = check_file(path, as_of=AS_OF, chunk_rows=1000)
+    for chunk_rows in (1, 2, 3, 7):
+        sink = CollectingSink()
+        result = check_file(path, as_of=AS_OF, chunk_rows=chunk_rows, sink=sink, quality=False)
+        assert result.accepted + result.rejected == result.rows_read == 21
+        assert result.rejections.equals(whole.rejections)
+        accepted = sink.accepted()
+        assert len(accepted) == result.accepted
+        assert not set(accepted["_row"]) & set(result.rejections["row"])
+    # Row 3 (K1) was accepted in its chunk and withdrawn when its key came back at row 22.
+    dupes = whole.rejections[whole.rejections["code"] == "E_DUPLICATE_IN_FILE"]
+    assert sorted(dupes["row"]) == [3, 22]
+
+
+def test_json_has_exactly_the_documented_keys(check: Callable[..., CheckResult]) -> None:
+    body = check(FIXTURES / "penalty_title_merged_bad.xlsx").to_json()
+    assert list(body) == [
+        "file",
+        "dataset",
+        "sha256",
+        "encoding",
+        "rows_read",
+        "accepted",
+        "rejected",
+        "file_errors",
+        "warnings",
+        "rejections",
+    ]
+    assert set(body["rejections"][0]) == {"row", "field", "code", "message", "value"}
+    assert body["rejected"] == len({r["row"] for r in body["rejections"]})
+    json.dumps(body)  # serialisable as is
+
+
+def test_quality_suite_runs_on_accepted_batches(check: Callable[..., CheckResult]) -> None:
+    result = check(FIXTURES / "penalty_gbk.csv")
+    assert result.quality is not None
+    assert result.quality["success"] is True and result.quality["batches"] == 1
+    assert result.quality["rows"] == result.accepted
+
+
+def test_receipt_files(
+    tmp_path: Path, write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    rows = [
+        org_row("R1"),
+        org_row("R2", 行政相对人名称='=HYPERLINK("http://x")', 统一社会信用代码="bad"),
+    ]
+    result = check(write_csv(rows))
+    paths = write_receipt(result, tmp_path / "outbox" / "jingan-amr")
+    raw = paths.csv.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel opens UTF-8 with a BOM
+    table = pd.read_csv(paths.csv, encoding="utf-8-sig", dtype=str)
+    assert list(table.columns) == ["行号", "字段", "错误代码", "说明", "原值"]
+    assert set(table["行号"]) == {"3"}
+    assert not table["原值"].fillna("").str.match(r"^[=+\-@]").any()  # formulas neutralised
+    assert "数据报送回执" in paths.html.read_text(encoding="utf-8")
+    body = json.loads(paths.json.read_text(encoding="utf-8"))
+    assert body["rejected"] == 1 and body["quality"]["success"] is True
+
+
+def test_file_error_receipt(tmp_path: Path, check: Callable[..., CheckResult]) -> None:
+    result = check(FIXTURES / "penalty_undecodable.csv")
+    paths = write_receipt(result, tmp_path)
+    assert "E_ENCODING" in paths.csv.read_text(encoding="utf-8-sig")
+    assert "文件被拒收" in paths.html.read_text(encoding="utf-8")
+
+
+def test_memory_is_per_chunk_not_per_file(write_csv: Callable[..., Path]) -> None:
+    """The sink sees chunks no larger than chunk_rows: nothing holds the whole file."""
+    path = write_csv([org_row(f"C{i}") for i in range(50)])
+    sink = CollectingSink()
+    check_file(path, as_of=AS_OF, chunk_rows=8, sink=sink, quality=False)
+    assert max(len(f) for f in sink.frames) <= 8 and len(sink.frames) >= 6
