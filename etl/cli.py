@@ -147,14 +147,20 @@ def _print_result(result: Any, limit: int) -> None:
     rej = result.rejections
     if rej.empty:
         return
-    table = Table(
-        title=f"被拒绝的行（共 {result.rejected:,} 行，{len(rej):,} 个问题）", show_lines=False
-    )
-    for column in ("行号", "字段", "代码", "原因", "原值"):
-        table.add_column(column, overflow="fold")
-    for row, field, code, msg, value in rej.head(limit).itertuples(index=False):
-        table.add_row(str(row), field, code, msg, value)
-    out.print(table)
+    title = f"被拒绝的行（共 {result.rejected:,} 行，{len(rej):,} 个问题）"
+    shown = rej.head(limit)
+    if out.is_terminal:
+        table = Table(title=title, show_lines=False)
+        for column in ("行号", "字段", "代码", "原因", "原值"):
+            table.add_column(column, overflow="fold")
+        for row, field, code, msg, value in shown.itertuples(index=False):
+            table.add_row(str(row), field, code, msg, value)
+        out.print(table)
+    else:  # a log or a pipe: one line per problem reads better than a narrow box
+        out.print(title)
+        for row, field, code, msg, value in shown.itertuples(index=False):
+            shown_value = f" · 原值：{value}" if value else ""
+            out.print(f"  第 {row} 行 · {field} · {code} · {msg}{shown_value}")
     if len(rej) > limit:
         out.print(
             f"……另有 {len(rej) - limit:,} 个问题未列出（用 --json 或 --receipt-dir 查看全部）"
