@@ -1,7 +1,8 @@
 """The `creditpipe` command.
 
 Exit status: 0 success (for `check`: every row accepted), 1 rows or the file rejected,
-2 usage error or missing file, 3 configuration error (a broken contract or registry).
+2 usage error or missing file, 3 configuration error (a broken contract or registry),
+4 internal error (a bug: the traceback is printed for the data team).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ app.add_typer(contracts_app, name="contracts")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_REJECTED, EXIT_USAGE, EXIT_CONFIG = 1, 2, 3
+EXIT_REJECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERNAL = 1, 2, 3, 4
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -260,6 +261,12 @@ def main() -> None:
     except CreditpipeError as exc:  # anything not handled by a command: no traceback
         err.print(f"[red]错误：[/red]{exc}")
         sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_REJECTED)
+    except Exception:  # noqa: BLE001 - a bug, not bad input: say so, keep the traceback
+        err.print(
+            "[red]内部错误[/red]：这是 creditpipe 的缺陷，不是数据问题；请把以下信息发给数据团队。"
+        )
+        err.print_exception()
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

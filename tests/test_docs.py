@@ -18,7 +18,11 @@ def test_every_code_is_documented() -> None:
 
 
 def test_every_environment_variable_is_documented() -> None:
-    sources = [*ROOT.joinpath("etl").rglob("*.py"), ROOT / "Makefile", *ROOT.joinpath("scripts").glob("*")]
+    sources = [
+        *ROOT.joinpath("etl").rglob("*.py"),
+        ROOT / "Makefile",
+        *ROOT.joinpath("scripts").glob("*"),
+    ]
     used = set()
     for path in sources:
         used |= set(re.findall(r"CREDITPIPE_[A-Z_]+", path.read_text(encoding="utf-8")))

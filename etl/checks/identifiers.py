@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from etl.text import extract
+
 # GB 32100-2015: alphabet without I O S V Z; a character's value is its index.
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28])
@@ -25,7 +27,7 @@ ID_PATTERN = r"^[0-9]{17}[0-9X]$"
 # Patent application numbers from 2003-10: year(4) + type(1) + serial(7), check character.
 PATENT_WEIGHTS = np.array([2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5])
 PATENT_TYPES = "12389"  # 发明, 实用新型, 外观设计, PCT发明, PCT实用新型
-PATENT_PATTERN = r"^(?:CN|ZL)?([0-9]{4}[12389][0-9]{7})\.?([0-9X])$"
+PATENT_PATTERN = r"^(?:CN|ZL)?(?P<body>[0-9]{4}[12389][0-9]{7})\.?(?P<check>[0-9X])$"
 
 _USCC_VALUE = np.full(256, -1, dtype=np.int64)
 for _i, _c in enumerate(USCC_ALPHABET):
@@ -104,8 +106,8 @@ def patent_check_char(body: pd.Series) -> pd.Series:
 
 def check_patent_appno(values: pd.Series) -> tuple[CheckOutcome, pd.Series]:
     """Check application numbers; also returns the canonical `YYYYTNNNNNNN.C` form."""
-    parts = values.str.extract(PATENT_PATTERN)
-    body, check = parts[0], parts[1]
+    parts = extract(values, PATENT_PATTERN)
+    body, check = parts["body"], parts["check"]
     format_ok = body.notna() & (body.str.slice(0, 4).astype("float").fillna(0) >= 2003)
     format_ok = format_ok.astype(bool)
     expected = pd.Series("", index=values.index, dtype="str")

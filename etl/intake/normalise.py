@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 from etl.checks.codes import message
 from etl.checks.identifiers import check_patent_appno
 from etl.contracts import Contract, FieldSpec
-from etl.text import canonical, lookup_keys, trim
+from etl.text import canonical, extract, lookup_keys, nfkc, split_explode, trim
 
 AMOUNT_TYPE = pa.decimal128(18, 6)  # SPEC.md §2: decimal(18,6) in 万元
 _AMOUNT_DTYPE = pd.ArrowDtype(AMOUNT_TYPE)
@@ -116,9 +115,8 @@ def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: 
         )
     separators = "".join(canonical(pd.Series(spec.separators, dtype="str")).tolist())
     pattern = "[" + "".join("\\" + s if s in "\\]^-" else s for s in separators + ";") + "]"
-    parts = folded.str.split(pattern, regex=True).explode()
-    parts = parts[parts.notna() & (parts != "")]
-    mapped = lookup_keys(parts.astype("str")).map(contract.value_map(spec))
+    parts = split_explode(folded, pattern)
+    mapped = lookup_keys(parts).map(contract.value_map(spec))
     bits = mapped.map({v: 1 << i for i, v in enumerate(enum)})
 
     unknown_parts = parts[mapped.isna()]
@@ -130,7 +128,12 @@ def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: 
         problems.append(Problem(unknown & present, "E_ENUM", msg))
 
     known = bits.dropna().astype("int64")
-    mask = known.groupby(level=0).agg(np.bitwise_or.reduce)
+    # A bitwise OR per row without a Python call per row: once duplicates are dropped the
+    # bits of a row are distinct, so their sum is their OR.
+    known = known[
+        ~pd.Series(known.to_numpy(), index=known.index).reset_index().duplicated().to_numpy()
+    ]
+    mask = known.groupby(level=0).sum()
     labels = {m: ";".join(v for i, v in enumerate(enum) if m >> i & 1) for m in mask.unique()}
     joined = mask.map(labels).reindex(text.index).astype("str")
     return Parsed(joined.where(present & ~unknown), present, problems)
@@ -138,7 +141,7 @@ def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: 
 
 def _patent_appno(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
     folded = canonical(text).str.upper()
-    outcome, canonical_form = check_patent_appno(folded)
+    outcome, canonical_form = check_patent_appno(folded.fillna(""))
     bad_format = present & ~outcome.format_ok
     bad_check = present & outcome.format_ok & ~outcome.checksum_ok
     problems = [
@@ -164,14 +167,14 @@ def _patent_appno(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parse
 
 def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
     """ISO, 2023/5/11, 2023.5.11, 20230511, 2023年5月11日, with a time part, Excel serials."""
-    folded = text.str.normalize("NFKC")
+    folded = nfkc(text)
     if spec.value_aliases:
         aliases = {
             lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()
         }
         folded = lookup_keys(folded).map(aliases).fillna(folded).astype("str")
-    parts = folded.str.extract(_DATE_YMD)
-    compact = folded.str.extract(_DATE_COMPACT)
+    parts = extract(folded, _DATE_YMD)
+    compact = extract(folded, _DATE_COMPACT)
     parts = parts.fillna(compact)
     parsed = pd.to_datetime(
         pd.DataFrame(
@@ -183,7 +186,7 @@ def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
         ),
         errors="coerce",
     )
-    serial = pd.to_numeric(folded.str.extract(_DATE_SERIAL)["n"], errors="coerce")
+    serial = pd.to_numeric(extract(folded, _DATE_SERIAL)["n"], errors="coerce")
     from_serial = EXCEL_EPOCH + pd.to_timedelta(serial.where(serial >= 1), unit="D")
     parsed = parsed.fillna(from_serial).astype("datetime64[s]")
     in_range = (parsed >= MIN_DATE) & (parsed <= MAX_DATE)
@@ -199,7 +202,7 @@ def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | No
     numbers that carry one (an ambiguous amount is rejected, not guessed: SPEC.md §2).
     """
     folded = canonical(text).str.upper()
-    parts = folded.str.extract(_AMOUNT)
+    parts = extract(folded, _AMOUNT)
     number = parts["num"].str.replace(",", "", regex=False)
     written = parts["unit"].map({"万元": "万元", "万": "万元", "元": "元"})
     effective = written.fillna(unit) if unit else written
