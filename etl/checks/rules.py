@@ -41,11 +41,6 @@ class ChunkOutcome:
     typed: pd.DataFrame
     rejections: pd.DataFrame
 
-    def accepted(self) -> pd.DataFrame:
-        """Rows without any rejection."""
-        bad = self.rejections["row"].unique()
-        return self.typed[~self.typed[ROW].isin(bad)]
-
 
 class _Collector:
     def __init__(self, rows: pd.Series, titles: dict[str, str]) -> None:
