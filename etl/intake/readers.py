@@ -164,10 +164,10 @@ def _unknown_column_warnings(header: HeaderMap) -> list[tuple[str, str]]:
     return [("W_UNKNOWN_COLUMN", message("W_UNKNOWN_COLUMN", columns=header.describe_unknown()))]
 
 
-def _bind(frame: pd.DataFrame, header: HeaderMap, first_row: int) -> pd.DataFrame:
-    """Keep bound columns (renamed to field names) and the row number; flag blank rows."""
+def _bind(frame: pd.DataFrame, header: HeaderMap) -> pd.DataFrame:
+    """Keep the bound columns, renamed to field names, numbered as a spreadsheet shows them."""
     out = pd.DataFrame({b.field: frame[b.column] for b in header.bindings}, index=frame.index)
-    out[ROW] = pd.RangeIndex(first_row, first_row + len(frame)).to_numpy()
+    out[ROW] = frame.index.to_numpy() + 1  # 0-based record/sheet-row index → 1-based row
     return out
 
 
@@ -286,8 +286,7 @@ def _finish_chunk(chunk: pd.DataFrame, header: HeaderMap, extra_cols: list[int])
     """Bind columns, number rows (record index + 1) and drop completely blank rows."""
     cells = chunk.astype("str")
     blank = cells.apply(lambda c: trim(c) == "").all(axis=1)
-    frame = _bind(cells, header, 0)
-    frame[ROW] = chunk.index.to_numpy() + 1
+    frame = _bind(cells, header)
     frame[EXTRA] = ""
     if extra_cols:
         extra = cells[extra_cols]
