@@ -23,7 +23,8 @@ from etl.checks.codes import message
 from etl.checks.rules import ChunkContext, empty_rejections, validate_chunk
 from etl.contracts import Contract, load_contract
 from etl.errors import InputFileError
-from etl.intake.readers import ROW, FileScan, open_table
+from etl.intake.header import HeaderMap
+from etl.intake.readers import EXTRA, ROW, FileScan, open_table
 from etl.offices import Office
 from etl.quality import QualityRun
 
@@ -39,12 +40,24 @@ class Notice:
         return {"code": self.code, "message": self.message}
 
 
+EXTRA_TITLE = "（表头以外的单元格）"  # the key of cells beyond the header in a rejected row
+
+
 class AcceptedSink(Protocol):
-    """Where accepted rows go (the store's staging, later); `check` alone needs none."""
+    """Where rows go when a file is loaded (the store's staging); `check` alone needs none.
+
+    `write` gets each chunk's accepted rows, typed, with a `_row` column. `reject` gets the
+    rejected rows' numbers and their cells as the file had them (columns named by the file's
+    headers). `finish` lists rows written earlier whose key reappeared further down the file:
+    they are rejected after all and must be dropped; `headers` maps field names to the file's
+    headers, so those rows can be kept under the same names as the other rejected rows.
+    """
 
     def write(self, frame: pd.DataFrame) -> None: ...
 
-    def finish(self, dropped_rows: np.ndarray) -> None: ...
+    def reject(self, rows: np.ndarray, raw: pd.DataFrame) -> None: ...
+
+    def finish(self, dropped_rows: np.ndarray, headers: dict[str, str]) -> None: ...
 
 
 @dataclass
@@ -156,6 +169,25 @@ class _KeyIndex:
         return frame, all_rows["row"].to_numpy()
 
 
+def _raw_names(header: HeaderMap) -> dict[str, str]:
+    """Field → the header as written (made unique), for keeping rejected rows as they were."""
+    names: dict[str, str] = {}
+    for b in header.bindings:
+        name, n = b.header or b.field, 2
+        while name in names.values():
+            name, n = f"{b.header}（{n}）", n + 1
+        names[b.field] = name
+    names[EXTRA] = EXTRA_TITLE
+    return names
+
+
+def _raw_cells(raw: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    cells = raw[[c for c in names if c in raw.columns]].rename(columns=names)
+    if EXTRA_TITLE in cells.columns:
+        cells[EXTRA_TITLE] = cells[EXTRA_TITLE].replace("", None)
+    return cells
+
+
 def check_file(
     path: Path,
     dataset: str = "penalty",
@@ -212,6 +244,7 @@ def _run(
     ctx = ChunkContext(contract, reader.header, office, as_of)
     keys = _KeyIndex()
     checker = QualityRun(contract) if quality else None
+    raw_names = _raw_names(reader.header)
     rejections: list[pd.DataFrame] = []
     withheld: list[np.ndarray] = []  # rows not written to the sink when their chunk was
     written = 0
@@ -233,6 +266,9 @@ def _run(
             checker.validate(accepted)
         if sink is not None:
             sink.write(accepted)
+            if bad.any():
+                rejected = raw[raw[ROW].isin(typed[ROW][bad])]
+                sink.reject(rejected[ROW].to_numpy(), _raw_cells(rejected, raw_names))
         if progress is not None:
             progress(reader.progress(), result.rows_read)
     result.warnings += [Notice(c, m) for c, m in reader.warnings]
@@ -253,7 +289,7 @@ def _run(
     # Rows written as accepted whose key turned up again further down the file are withdrawn.
     late = np.setdiff1d(dup_rows, np.concatenate([np.array([], dtype="int64"), *withheld]))
     if sink is not None:
-        sink.finish(late)
+        sink.finish(late, raw_names)
     if written - len(late) != result.accepted:
         raise AssertionError(
             f"row accounting broken for {path}: written {written}, withdrawn {len(late)}, "

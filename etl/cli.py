@@ -1,8 +1,10 @@
 """The `creditpipe` command.
 
-Exit status: 0 success (for `check`: every row accepted), 1 rows or the file rejected,
-2 usage error or missing file, 3 configuration error (a broken contract or registry),
-4 internal error (a bug: the traceback is printed for the data team).
+Exit status: 0 success (for `check`: every row accepted; for `run`: the run completed, rejected
+rows included), 1 rows or the file rejected (`check`), 2 usage error or missing file,
+3 configuration error (a broken contract or registry), 4 internal error (a bug: the traceback is
+printed for the data team), 5 the run could not complete (the store cannot be reached, or a file
+failed and was left in the inbox for the next run).
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ expectations_app = typer.Typer(
     help="Great Expectations 数据质量规则（由数据契约生成）。", no_args_is_help=True
 )
 contracts_app = typer.Typer(help="数据契约（schemas/*.yaml）。", no_args_is_help=True)
+db_app = typer.Typer(help="数据库（CREDITPIPE_DB_URL，默认 SQLite）。", no_args_is_help=True)
 app.add_typer(expectations_app, name="expectations")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(db_app, name="db")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_REJECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERNAL = 1, 2, 3, 4
+EXIT_REJECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERNAL, EXIT_INCOMPLETE = 1, 2, 3, 4, 5
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -193,6 +197,110 @@ def expectations_generate(
             path.write_text(text, encoding="utf-8")
             out.print(f"{path}：已生成")
     raise typer.Exit(EXIT_REJECTED if stale else 0)
+
+
+@app.command()
+def run(
+    as_of: Annotated[str | None, typer.Option(help="业务日期 YYYY-MM-DD（默认上海今天）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """处理收件箱中的全部文件：归档 → 校验 → 入库 → 回执，并汇总每个文件的结果。"""
+    import logging
+
+    from etl.errors import StoreError
+    from etl.run import run_inbox
+
+    day = _parse_date(as_of)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run_inbox(as_of=day, on_file=None if as_json else _print_outcome)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
+    else:
+        _print_totals(summary)
+    raise typer.Exit(EXIT_INCOMPLETE if summary.failed else 0)
+
+
+_STATUS = {
+    "loaded": "已入库",
+    "unreadable": "文件被拒收",
+    "duplicate": "重复报送",
+    "refused": "未处理",
+    "failed": "处理失败（留在收件箱，下次重试）",
+    "vanished": "文件已不在收件箱",
+}
+
+
+def _print_outcome(f: Any) -> None:
+    line = f"{f.path}：{_STATUS.get(f.status, f.status)}"
+    if f.status == "loaded":
+        line += (
+            f"　读取 {f.rows_read:,} 行，接受 {f.accepted:,}，拒绝 {f.rejected:,}"
+            f"（新增 {f.inserted:,}，更正 {f.corrected:,}，未变 {f.unchanged:,}，"
+            f"撤销 {f.withdrawn:,}）"
+        )
+    if f.code and f.status != "loaded":
+        line += f"　[{f.code}] {f.message}"
+    out.print(line, markup=False)
+    if f.receipt:
+        out.print(f"　回执：{f.receipt}", markup=False)
+
+
+def _print_totals(summary: Any) -> None:
+    from etl.intake.inbox import display_name
+
+    for ignored in summary.ignored:
+        out.print(f"{display_name(str(ignored.path))}：暂不处理（{ignored.reason}）", markup=False)
+    t = summary.totals()
+    if not summary.files:
+        out.print(f"收件箱为空，没有要处理的文件（数据库：{summary.store}）", markup=False)
+        return
+    out.print(
+        f"合计 {t['files']} 个文件：入库 {t['loaded']}，拒收 {t['unreadable']}，"
+        f"重复 {t['duplicate']}，未处理 {t['refused']}，失败 {t['failed']}；"
+        f"读取 {t['rows_read']:,} 行，接受 {t['accepted']:,}，拒绝 {t['rejected']:,}"
+        f"（新增 {t['inserted']:,}，更正 {t['corrected']:,}，未变 {t['unchanged']:,}，"
+        f"撤销 {t['withdrawn']:,}）。数据库：{summary.store}",
+        markup=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """把数据库结构升级到最新版本（Alembic 迁移；`run` 会自动执行）。"""
+    from etl.errors import StoreError
+    from etl.store import db
+
+    try:
+        engine = db.make_engine()
+        before = db.current_revision(engine)
+        db.upgrade(engine)
+        after = db.current_revision(engine)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    change = "已是最新" if before == after else f"{before or '（空库）'} → {after}"
+    out.print(f"数据库 {db.describe(engine)}：{change}（版本 {after}）", markup=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """显示数据库当前的结构版本和本程序附带的最新版本。"""
+    from etl.errors import StoreError
+    from etl.store import db
+
+    try:
+        engine = db.make_engine()
+        current = db.current_revision(engine)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    head = db.head_revision()
+    state = "最新" if current == head else "需要升级：creditpipe db upgrade"
+    out.print(f"数据库 {db.describe(engine)}：当前 {current or '（空库）'}，最新 {head}（{state}）",
+              markup=False)  # fmt: skip
 
 
 @contracts_app.command("validate")

@@ -38,3 +38,9 @@ class InputFileError(CreditpipeError):
     """A dropped file cannot be processed as a whole (encoding, structure, missing column)."""
 
     code = "E_FILE"
+
+
+class StoreError(CreditpipeError):
+    """The store cannot be reached or used: a run cannot complete without it."""
+
+    code = "E_STORE"

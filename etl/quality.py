@@ -10,6 +10,7 @@ on the receipt instead of bad rows reaching the store.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,12 @@ class QualityRun:
         if self._validator is None:
             os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
             import great_expectations as gx
+
+            # GX narrates every ephemeral context at INFO (its module sets that level itself);
+            # our logs should carry our story.
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(
+                logging.WARNING
+            )
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             context = gx.get_context(mode="ephemeral")

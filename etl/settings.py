@@ -6,6 +6,7 @@
 | CREDITPIPE_SCHEMAS   | <project>/schemas                         | contracts, offices registry, policy  |
 | CREDITPIPE_OFFICES   | $CREDITPIPE_SCHEMAS/offices.yaml          | registry of offices allowed to drop  |
 | CREDITPIPE_CHUNK_ROWS| 100000                                    | rows per processing chunk            |
+| CREDITPIPE_DB_URL    | sqlite:///$CREDITPIPE_HOME/creditpipe.db  | the store (postgresql+psycopg://…)   |
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def offices_path() -> Path:
     """The offices registry (CREDITPIPE_OFFICES overrides the bundled one)."""
     override = os.environ.get("CREDITPIPE_OFFICES")
     return Path(override).expanduser() if override else schemas_dir() / "offices.yaml"
+
+
+def db_url() -> str:
+    """The store's SQLAlchemy URL (CREDITPIPE_DB_URL, default SQLite in the home folder)."""
+    url = os.environ.get("CREDITPIPE_DB_URL", "").strip()
+    return url or f"sqlite:///{(home() / 'creditpipe.db').resolve()}"
 
 
 def chunk_rows() -> int:

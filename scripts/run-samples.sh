@@ -1,27 +1,24 @@
 #!/usr/bin/env bash
-# `make run` until the pipeline run (issue #3) lands: check every bundled sample drop as its
-# office, write the receipts to $CREDITPIPE_HOME/outbox/<office>/, and say where they are.
+# `make run` (until the Airflow DAG runs of issue #7): drop the bundled sample files into the
+# inbox of $CREDITPIPE_HOME and run the pipeline over it (`creditpipe run`: archive → check →
+# load into the embedded SQLite store → receipts), then say where everything is.
+# Running it again re-drops the same files: the second run reports them as duplicates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 home=${CREDITPIPE_HOME:-$PWD/data}
-creditpipe=.venv/bin/creditpipe
+export CREDITPIPE_HOME=$home
 as_of=${CREDITPIPE_AS_OF:-}
-shopt -s nullglob
-files=0
-for path in samples/inbox/*/*/*; do
-  office=$(basename "$(dirname "$(dirname "$path")")")
-  dataset=$(basename "$(dirname "$path")")
-  outbox="$home/outbox/$office"
-  echo "── $office / $dataset / $(basename "$path")"
-  status=0
-  "$creditpipe" check "$path" --dataset "$dataset" --office "$office" --receipt-dir "$outbox" \
-    ${as_of:+--as-of "$as_of"} --limit 10 || status=$?
-  # 0: all rows accepted; 1: some rows or the file rejected (expected for the samples).
-  if [ "$status" -gt 1 ]; then
-    echo "creditpipe check failed on $path (exit $status)" >&2
-    exit "$status"
-  fi
-  files=$((files + 1))
-  echo
-done
-echo "Checked $files sample drop(s). Receipts (CSV / HTML / JSON) are in: $home/outbox/"
+mkdir -p "$home/inbox"
+cp -R samples/inbox/. "$home/inbox/"
+echo "Dropped the sample files into $home/inbox/"
+echo
+status=0
+.venv/bin/creditpipe run ${as_of:+--as-of "$as_of"} || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "creditpipe run did not complete (exit $status)" >&2
+  exit "$status"
+fi
+echo
+echo "Receipts (CSV / HTML / JSON): $home/outbox/<office>/"
+echo "Raw files, content-addressed:  $home/archive/"
+echo "Store:                         ${CREDITPIPE_DB_URL:-sqlite:///$home/creditpipe.db}"

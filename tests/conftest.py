@@ -22,6 +22,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CREDITPIPE_HOME", str(home))
     monkeypatch.delenv("CREDITPIPE_OFFICES", raising=False)
     monkeypatch.delenv("CREDITPIPE_SCHEMAS", raising=False)
+    monkeypatch.delenv("CREDITPIPE_DB_URL", raising=False)
+    monkeypatch.delenv("CREDITPIPE_CHUNK_ROWS", raising=False)
     return home
 
 

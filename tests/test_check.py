@@ -20,12 +20,17 @@ class CollectingSink:
 
     def __init__(self) -> None:
         self.frames: list[pd.DataFrame] = []
+        self.rejected: list[pd.DataFrame] = []
         self.dropped = np.array([], dtype="int64")
 
     def write(self, frame: pd.DataFrame) -> None:
         self.frames.append(frame)
 
-    def finish(self, dropped_rows: np.ndarray) -> None:
+    def reject(self, rows: np.ndarray, raw: pd.DataFrame) -> None:
+        assert len(rows) == len(raw)
+        self.rejected.append(raw.assign(_row=rows))
+
+    def finish(self, dropped_rows: np.ndarray, headers: dict[str, str]) -> None:
         self.dropped = dropped_rows
 
     def accepted(self) -> pd.DataFrame:

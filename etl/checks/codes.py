@@ -73,10 +73,28 @@ CODES: dict[str, Code] = {
         "file", "多列对应同一字段「{field}」：第 {columns} 列，请只保留一列"
     ),
     "E_OFFICE_UNKNOWN": Code("file", "报送机构 {office} 未登记，不能报送数据"),
-    "E_DATASET_NOT_ALLOWED": Code("file", "报送机构 {office} 无权报送「{dataset}」数据"),
+    "E_DATASET_NOT_ALLOWED": Code(
+        "file", "报送机构 {office} 无权报送「{dataset}」数据（可报送：{allowed}），文件未处理"
+    ),
+    "E_DATASET_UNKNOWN": Code(
+        "file", "没有名为「{dataset}」的数据集（现有：{known}），文件未处理：请检查目录名"
+    ),
+    "E_INBOX_LAYOUT": Code(
+        "file",
+        "「{path}」放错了位置，未处理：文件须直接放在 inbox/<机构ID>/<数据集>/ 目录下，"
+        "其下的子目录不会被处理",
+    ),
+    "E_INBOX_SYMLINK": Code(
+        "file", "「{name}」是符号链接，出于安全考虑不予处理：请放入文件本身，而不是链接"
+    ),
     # Warnings: the file is processed; the office should still look.
     "W_UNKNOWN_COLUMN": Code("warning", "以下列不属于数据规范，已忽略：{columns}"),
     "W_UNNAMED_COLUMN": Code("warning", "第 {columns} 列没有表头但有内容，已忽略"),
+    "W_DUPLICATE_FILE": Code(
+        "warning",
+        "该文件与 {received} 收到的「{original}」内容完全相同（SHA-256 一致），"
+        "已记录为重复报送，未再次入库",
+    ),
     "W_QUALITY": Code("warning", "数据质量检查（Great Expectations）未通过：{failed}"),
 }
 

@@ -37,10 +37,19 @@ def neutralise_formulas(values: pd.Series) -> pd.Series:
     return values.astype("str").str.replace(_FORMULA_LEAD, r"'\1", regex=True)
 
 
-def receipt_stem(result: CheckResult) -> str:
-    """`<original name>.<sha256[:12]>.receipt`: unique per content, readable by a clerk."""
-    name = Path(result.file).name
-    return f"{name}.{result.sha256[:12]}.receipt" if result.sha256 else f"{name}.receipt"
+NAME_LIMIT = 150  # UTF-8 bytes of the original name kept in a receipt's file name (max 255)
+
+
+def receipt_stem(result: CheckResult, tag: str = "") -> str:
+    """`<original name>.<sha256[:12]>[.<tag>].receipt`: unique per content (and per `tag`, e.g.
+    a duplicate drop's own receipt), readable by a clerk, and always a valid file name."""
+    name = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in Path(result.file).name)
+    parts = [name.encode("utf-8", "replace")[:NAME_LIMIT].decode("utf-8", "ignore")]
+    if result.sha256:
+        parts.append(result.sha256[:12])
+    if tag:
+        parts.append(tag)
+    return ".".join([*parts, "receipt"])
 
 
 def receipt_json(result: CheckResult, **extra: Any) -> dict[str, Any]:
@@ -61,9 +70,11 @@ def receipt_json(result: CheckResult, **extra: Any) -> dict[str, Any]:
     return body
 
 
-def write_receipt(result: CheckResult, outdir: Path, **extra: Any) -> ReceiptPaths:
+def write_receipt(
+    result: CheckResult, outdir: Path, *, tag: str = "", **extra: Any
+) -> ReceiptPaths:
     """Write the CSV, HTML and JSON receipt of `result` into `outdir` (atomically)."""
-    stem = receipt_stem(result)
+    stem = receipt_stem(result, tag)
     paths = ReceiptPaths(outdir / f"{stem}.csv", outdir / f"{stem}.html", outdir / f"{stem}.json")
     atomic_write_bytes(paths.csv, _csv(result).encode("utf-8-sig"))
     atomic_write_text(paths.html, _html(result))
@@ -94,7 +105,12 @@ def _csv(result: CheckResult) -> str:
 
 def summary_lines(result: CheckResult) -> list[str]:
     """The receipt's summary in Chinese (also printed by `creditpipe check`)."""
-    status = "文件被拒收" if result.file_errors else ("全部通过" if result.ok else "部分行被拒绝")
+    if any(n.code == "W_DUPLICATE_FILE" for n in result.warnings):
+        status = "重复报送（内容与已处理的文件相同，未再次入库）"
+    elif result.file_errors:
+        status = "文件被拒收"
+    else:
+        status = "全部通过" if result.ok else "部分行被拒绝"
     lines = [
         f"文件：{Path(result.file).name}",
         f"数据集：{result.dataset}（{result.contract}）"
@@ -105,7 +121,7 @@ def summary_lines(result: CheckResult) -> list[str]:
         lines.append(
             f"编码：{result.encoding}　大小：{result.size:,} 字节　SHA-256：{result.sha256}"
         )
-    if not result.file_errors:
+    if not result.file_errors and result.header_row is not None:
         lines.append(
             f"读取 {result.rows_read:,} 行（表头在第 {result.header_row} 行，另有空行 {result.blank_rows:,} 行已忽略）："
             f"接受 {result.accepted:,} 行，拒绝 {result.rejected:,} 行"

@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy tables, Alembic migrations, bulk versioned loading, as-of queries."""

@@ -1,0 +1,111 @@
+"""Connecting to the store and bringing its schema up to date.
+
+SQLite (the embedded default) gets real transactions, DDL included (the driver would otherwise
+commit before a CREATE), write-ahead logging, foreign keys, and a long busy timeout so that
+parallel workers queue instead of failing. PostgreSQL needs nothing special.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from etl import settings
+from etl.errors import StoreError
+
+SQLITE_BUSY_SECONDS = 300
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for `url` (default: `settings.db_url()`); checks nothing until first use."""
+    url = url or settings.db_url()
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError(f"CREDITPIPE_DB_URL 不是有效的数据库地址：{url}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise StoreError(
+            f"不支持的数据库 {parsed.get_backend_name()}：请使用 sqlite:/// 或 postgresql+psycopg://"
+        )
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: two writers queue on the busy timeout rather
+    # than deadlock when both try to upgrade a read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def describe(engine: Engine) -> str:
+    """The URL with any password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, with connection failures turned into a StoreError."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sa.exc.OperationalError as exc:
+        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
+            raise StoreError(f"无法连接数据库 {describe(engine)}：{exc.orig}") from None
+        raise
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the migrations up to `revision` (idempotent)."""
+    from alembic import command
+
+    with transaction(engine) as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when it has never been migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"无法连接数据库 {describe(engine)}：{exc.orig}") from None
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
