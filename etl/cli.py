@@ -34,7 +34,9 @@ contracts_app = typer.Typer(help="数据契约（schemas/*.yaml）。", no_args_
 db_app = typer.Typer(help="数据库（CREDITPIPE_DB_URL，默认 SQLite）。", no_args_is_help=True)
 app.add_typer(expectations_app, name="expectations")
 app.add_typer(contracts_app, name="contracts")
+report_app = typer.Typer(help="报表（非正常专利申请撤回率等）。", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(report_app, name="report")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -267,6 +269,53 @@ def _print_totals(summary: Any) -> None:
         f"撤销 {t['withdrawn']:,}）。数据库：{summary.store}",
         markup=False,
     )
+
+
+@report_app.command("withdrawal-rate")
+def report_withdrawal_rate(
+    start: Annotated[str, typer.Option("--from", help="统计期间起（通知日期）YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="统计期间止（含）YYYY-MM-DD")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="输出目录（默认 $CREDITPIPE_HOME/reports）")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="状态截至日期 YYYY-MM-DD（默认上海今天）")
+    ] = None,
+) -> None:
+    """非正常专利申请撤回率：各区与全市平均（CSV、JSON、带柱状图的 HTML）。"""
+    from etl import settings
+    from etl.errors import StoreError
+    from etl.reports.withdrawal import DEFINITION, display_table, withdrawal_rate, write_report
+    from etl.store import db
+
+    first, last = _parse_date(start), _parse_date(end)
+    assert first is not None and last is not None
+    if last < first:
+        raise _fail(f"--to（{last}）早于 --from（{first}）", EXIT_USAGE)
+    day = _parse_date(as_of) or settings.today_shanghai()
+    try:
+        engine = db.make_engine()
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            report = withdrawal_rate(conn, first, last, day)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    paths = write_report(report, out_dir or settings.home() / "reports")
+    shown = display_table(report).drop(columns=["区划代码"])
+    title = f"非正常专利申请撤回率（通知日期 {first} 至 {last}，状态截至 {day}）"
+    if out.is_terminal:
+        table = Table(title=title)
+        for column in shown.columns:
+            table.add_column(str(column), justify="right")
+        for values in shown.itertuples(index=False):
+            table.add_row(*(str(v) for v in values))
+        out.print(table)
+    else:  # a log or a pipe: one line per district
+        out.print(title, markup=False)
+        for record in shown.to_dict("records"):
+            out.print(" · ".join(f"{k} {v}" for k, v in record.items()), markup=False)
+    out.print(f"口径：{DEFINITION}", markup=False)
+    out.print(f"已写入：{paths.csv}\n　　　　{paths.json}\n　　　　{paths.html}", markup=False)
 
 
 @db_app.command("upgrade")

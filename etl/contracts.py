@@ -146,6 +146,9 @@ class FieldSpec(_Strict):
     )
     not_future: bool = False
     not_before: str | None = Field(default=None, description="date: another date field")
+    order_code: str = Field(
+        default="E_DATE_ORDER", description="code reported when the date is before `not_before`"
+    )
     value_aliases: dict[str, str] = Field(
         default_factory=dict, description="whole-value replacements, e.g. 长期 → 2099-12-31"
     )
@@ -195,6 +198,31 @@ class Revocation(_Strict):
     remark_prefixes: list[str] = Field(default_factory=list)
 
 
+class Overdue(_Strict):
+    """A status derived in the as-of state when a deadline passes with nothing done [OURS]."""
+
+    rule: str = Field(description="the rule's id, reported with every derived status")
+    title: str
+    from_field: str = Field(description="the date field the window starts from")
+    months: int = Field(gt=0)
+    when: list[str] = Field(min_length=1, description="statuses that become overdue")
+    status: str = Field(description="the status reported once overdue")
+
+
+class Lifecycle(_Strict):
+    """A status field whose changes between versions of a record must follow `transitions`."""
+
+    field: str
+    transitions: dict[str, list[str]]
+    overdue: Overdue | None = None
+
+    def allowed_pairs(self) -> list[tuple[str, str]]:
+        """(stored, new) status pairs a new version may have; staying put always is."""
+        pairs = {(s, s) for s in self.transitions}
+        pairs |= {(s, t) for s, targets in self.transitions.items() for t in targets}
+        return sorted(pairs)
+
+
 class Contract(_Strict):
     """A dataset's contract, validated; derived artefacts come from here."""
 
@@ -207,6 +235,7 @@ class Contract(_Strict):
     natural_key: list[str] = Field(min_length=1)
     authorisation: Authorisation = Authorisation()
     revocation: Revocation = Revocation()
+    lifecycle: Lifecycle | None = None
     lookups: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     fields: list[FieldSpec] = Field(min_length=1)
 
@@ -229,6 +258,20 @@ class Contract(_Strict):
             need(getattr(auth, attr), f"authorisation.{attr}")
         need(self.revocation.field, "revocation.field")
         need(self.revocation.remark_field, "revocation.remark_field")
+        if self.lifecycle is not None:
+            need(self.lifecycle.field, "lifecycle.field")
+            states = set(self.field(self.lifecycle.field).enum or [])
+            named = set(self.lifecycle.transitions) | {
+                t for ts in self.lifecycle.transitions.values() for t in ts
+            }
+            if self.lifecycle.overdue is not None:
+                need(self.lifecycle.overdue.from_field, "lifecycle.overdue.from_field")
+                named |= {self.lifecycle.overdue.status, *self.lifecycle.overdue.when}
+            if named - states:
+                raise ValueError(
+                    f"lifecycle names states not in {self.lifecycle.field}.enum: "
+                    f"{sorted(named - states)}"
+                )
         headers: dict[str, str] = {}
         for f in self.fields:
             for cond_name in ("required_when", "placeholder_when", "check_when"):

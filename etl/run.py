@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from etl import settings
@@ -247,6 +248,7 @@ def _load(
             if result.file_errors:
                 raise _Unreadable(result)
             counts = sink.merge(reg.received_at)
+            _add_late_rejections(result, sink.late_rejections)
             sink.add_rejections(result.rejections)
             if counts.total != result.accepted or sink.rejected_rows != result.rejected:
                 raise AssertionError(
@@ -260,6 +262,20 @@ def _load(
         with db.transaction(engine) as conn:
             _finish(conn, reg.id, unreadable.result, contract.name, as_of, MergeCounts())
         return unreadable.result, MergeCounts()
+
+
+def _add_late_rejections(result: CheckResult, late: pd.DataFrame) -> None:
+    """Rows only the store could reject (a status change its stored version cannot make)."""
+    if late.empty:
+        return
+    result.rejections = (
+        pd.concat([result.rejections, late], ignore_index=True)
+        .sort_values(["row", "code"], kind="stable")
+        .reset_index(drop=True)
+    )
+    moved = int(late["row"].nunique())
+    result.rejected += moved
+    result.accepted -= moved
 
 
 class _Unreadable(Exception):

@@ -22,3 +22,8 @@ echo
 echo "Receipts (CSV / HTML / JSON): $home/outbox/<office>/"
 echo "Raw files, content-addressed:  $home/archive/"
 echo "Store:                         ${CREDITPIPE_DB_URL:-sqlite:///$home/creditpipe.db}"
+echo
+year=${as_of:-$(TZ=Asia/Shanghai date +%F)}
+year=${year:0:4}
+.venv/bin/creditpipe report withdrawal-rate --from "$year-01-01" --to "$year-12-31" \
+  ${as_of:+--as-of "$as_of"} --out "$home/reports" | tail -4

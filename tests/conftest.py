@@ -12,6 +12,8 @@ from etl.check import CheckResult, check_file
 from etl.offices import Office, load_offices
 from tests.fixtures.build import HEADER, to_csv
 
+pytest_plugins = ["tests.store_fixtures"]  # store fixtures (SQLite and PostgreSQL) everywhere
+
 FIXTURES = Path(__file__).parent / "fixtures"
 AS_OF = dt.date(2026, 11, 21)
 

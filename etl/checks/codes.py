@@ -43,7 +43,7 @@ CODES: dict[str, Code] = {
     "E_AMOUNT_REQUIRED": Code("row", "{condition}时，「{field}」必须填写且大于 0"),
     "E_LICENCE_REQUIRED": Code("row", "{condition}时，「{field}」必须填写"),
     "E_DUPLICATE_IN_FILE": Code(
-        "row", "本文件中有多行的{key}相同（同一决定只能报送一行），涉及第 {rows} 行"
+        "row", "本文件中有多行的{key}相同（同一条记录只能报送一行），涉及第 {rows} 行"
     ),
     "E_OFFICE_NOT_AUTHORISED": Code("row", "{reason}"),
     "E_ROW_SHAPE": Code(
@@ -51,7 +51,12 @@ CODES: dict[str, Code] = {
     ),
     "E_PATENT_APPNO": Code("row", "「{field}」不是有效的专利申请号：{reason}"),
     "E_DISTRICT": Code("row", "「{field}」不是上海市的区级行政区划代码"),
-    "E_STATUS_DATE": Code("row", "{reason}"),
+    "E_STATUS_DATE": Code("row", "「{field}」{reason}"),
+    "E_STATUS_TRANSITION": Code(
+        "row",
+        "「{field}」不能从「{before}」改为「{after}」（{key} 已报送的状态为「{before}」），"
+        "允许的后续状态：{allowed}",
+    ),
     # File errors: the whole file is refused, nothing of it is loaded.
     "E_FILE_NOT_FOUND": Code("file", "文件不存在：{path}"),
     "E_FILE_TYPE": Code(

@@ -187,7 +187,9 @@ def _required(
     if code == "E_REQUIRED":
         msg = f"{condition}时，" + message("E_REQUIRED", field=spec.title)
     else:
-        msg = message(code, field=spec.title, condition=condition)
+        msg = message(
+            code, field=spec.title, condition=condition, reason=f"在{condition}时必须填写"
+        )
     missing = holds & ~p.present
     if spec.positive:  # a present amount must also be > 0 (a 0 or a rejected value counts)
         missing |= holds & p.present & ~positive(p.values) & p.values.notna()
@@ -276,8 +278,13 @@ def _type_rules(
             problems.append(
                 Problem(
                     (values < other).fillna(False),
-                    "E_DATE_ORDER",
-                    message("E_DATE_ORDER", field=spec.title, other=titles[spec.not_before]),
+                    spec.order_code,
+                    message(
+                        spec.order_code,
+                        field=spec.title,
+                        other=titles[spec.not_before],
+                        reason=f"不能早于「{titles[spec.not_before]}」",
+                    ),
                 )
             )
     return problems

@@ -114,7 +114,16 @@ def list_inbox(home: Path, registry: Registry, datasets: list[str]) -> Listing:
             else:
                 for entry in _entries(second):
                     _classify(listing, root, entry, office.id, second.name, registry, datasets)
+    listing.drops.sort(key=_received_order)
     return listing
+
+
+def _received_order(drop: Drop) -> tuple[int, str]:
+    """Older drops first (a correction dropped after its original is applied after it)."""
+    try:
+        return drop.path.lstat().st_mtime_ns, drop.relpath
+    except FileNotFoundError:
+        return 0, drop.relpath
 
 
 def _classify(

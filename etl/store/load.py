@@ -28,17 +28,21 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from etl.checks.codes import message
+from etl.checks.rules import empty_rejections
 from etl.contracts import Contract
 from etl.intake.readers import ROW
 from etl.store.schema import (
     ACTIVE,
     WITHDRAWN,
+    plan_table,
     record_table,
     rejected_row,
     rejection,
     staging_table,
 )
 
+_IN_BATCH = 10_000  # rows per IN (…) list: SQLite caps bound parameters
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 
@@ -76,12 +80,17 @@ def wire_column(values: pd.Series) -> pa.Array:
     return pa.array(values, pa.string(), from_pandas=True)  # NaN/None/NA → null
 
 
+def _contiguous(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Arrow-backed columns of concatenated frames come chunked; the kernels below want one."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
     """Insert `frame` (columns named like `table`'s) in one bulk operation per dialect."""
     if frame.empty:
         return
     columns = list(frame.columns)
-    wire = [wire_column(frame[c]) for c in columns]
+    wire = [_contiguous(wire_column(frame[c])) for c in columns]
     if conn.dialect.name == "postgresql":
         _copy(conn, table.name, columns, wire)
         return
@@ -128,10 +137,14 @@ class FileLoad:
         self.source_file_id = source_file_id
         self.fields = [f.name for f in contract.fields]
         self.stage = staging_table(contract, f"stage_{contract.dataset}")
-        self.stage.drop(conn, checkfirst=True)
-        self.stage.create(conn)
+        self.plan = plan_table(f"plan_{contract.dataset}")
+        for table in (self.stage, self.plan):
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
         self.staged = 0
         self.rejected_rows = 0
+        self.headers = {f.name: f.title for f in contract.fields}  # the file's, from `finish`
+        self.late_rejections = empty_rejections()  # found only against the store (lifecycle)
 
     # AcceptedSink ------------------------------------------------------------------------
 
@@ -153,22 +166,25 @@ class FileLoad:
     def finish(self, dropped_rows: np.ndarray, headers: dict[str, str]) -> None:
         """Move rows found to repeat a key later in the file from staging to the rejected rows
         (their values as normalised, under the file's headers)."""
-        if len(dropped_rows) == 0:
-            return
-        rows = [int(r) for r in dropped_rows]
-        where = self.stage.c.source_row.in_(rows)
-        staged = pd.read_sql(
-            sa.select(self.stage.c.source_row, *(self.stage.c[f] for f in self.fields)).where(
-                where
-            ),
-            self.conn,
-        )
-        values = staged[self.fields]
-        named = values.astype("str").where(values.notna(), None)
-        named = named[[f for f in self.fields if f in headers]].rename(columns=headers)
-        self._keep_rejected(staged["source_row"].to_numpy(), raw_json(named))
-        self.conn.execute(sa.delete(self.stage).where(where))
-        self.staged -= len(staged)
+        self.headers = headers
+        self._unstage([int(r) for r in dropped_rows])
+
+    def _unstage(self, rows: list[int]) -> None:
+        """Move staged rows to the rejected rows (values as normalised, the file's headers)."""
+        for start in range(0, len(rows), _IN_BATCH):
+            part = rows[start : start + _IN_BATCH]
+            where = self.stage.c.source_row.in_(part)
+            columns = [self.stage.c.source_row, *(self.stage.c[f] for f in self.fields)]
+            staged = pd.read_sql(sa.select(*columns).where(where), self.conn, coerce_float=False)
+            values = staged[self.fields]
+            named = values.astype("str").where(values.notna(), None)
+            named = named[[f for f in self.fields if f in self.headers]].rename(
+                columns=self.headers
+            )
+            self._keep_rejected(staged["source_row"].to_numpy(), raw_json(named))
+            self.conn.execute(sa.delete(self.stage).where(where))
+            self.conn.execute(sa.delete(self.plan).where(self.plan.c.source_row.in_(part)))
+            self.staged -= len(staged)
 
     def _keep_rejected(self, rows: np.ndarray, raw: list[str]) -> None:
         frame = pd.DataFrame(
@@ -202,31 +218,50 @@ class FileLoad:
         """Apply the staged rows as the versioned upsert; returns what changed."""
         conn, stage, key = self.conn, self.stage, self.contract.natural_key
         versions = record_table(self.contract.dataset)
-        if conn.dialect.name == "postgresql":  # one merge per dataset at a time
+        if conn.dialect.name == "postgresql":
+            # Temporary tables are never auto-analysed: without statistics the planner guesses
+            # a handful of rows and picks nested loops over a million.
+            conn.exec_driver_sql(f'ANALYZE "{stage.name}"')
+            # One merge per dataset at a time (parallel workers stage concurrently).
             conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
                 {"name": versions.name},
             )
-        same_key = sa.and_(*(versions.c[k] == stage.c[k] for k in key))
-        conn.execute(
-            stage.update()
-            .values(prev_id=versions.c.id, prev_version=versions.c.version)
-            .where(same_key, versions.c.valid_to.is_(None))
-        )
+        # One pass classifies every staged row into a narrow plan table (rewriting the wide
+        # staging rows with UPDATEs would cost a full copy of them per statement).
+        plan = self.plan
         state = sa.case((stage.c.revoked, WITHDRAWN), else_=ACTIVE)
         identical = sa.and_(
-            versions.c.id == stage.c.prev_id,
+            versions.c.id.is_not(None),
             versions.c.state == state,
             *(versions.c[f].is_not_distinct_from(stage.c[f]) for f in self.fields),
         )
-        conn.execute(stage.update().values(unchanged=True).where(identical))
-        changed = sa.or_(stage.c.unchanged.is_(None), stage.c.unchanged.is_(False))
+        current = sa.and_(
+            *(versions.c[k] == stage.c[k] for k in key), versions.c.valid_to.is_(None)
+        )
+        conn.execute(
+            plan.insert().from_select(
+                ["source_row", "prev_id", "prev_version", "unchanged", "revoked"],
+                sa.select(
+                    stage.c.source_row,
+                    versions.c.id,
+                    versions.c.version,
+                    sa.case((identical, sa.true()), else_=sa.false()),
+                    stage.c.revoked,
+                ).select_from(stage.outerjoin(versions, current)),
+            )
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'ANALYZE "{plan.name}"')
+        if self.contract.lifecycle is not None:
+            self._reject_transitions(versions)
+        changed = plan.c.unchanged.is_(False)
         conn.execute(
             versions.update()
             .values(valid_to=received_at)
             .where(
                 versions.c.id.in_(
-                    sa.select(stage.c.prev_id).where(changed, stage.c.prev_id.is_not(None))
+                    sa.select(plan.c.prev_id).where(changed, plan.c.prev_id.is_not(None))
                 )
             )
         )
@@ -234,25 +269,83 @@ class FileLoad:
             versions.insert().from_select(
                 ["version", "state", "valid_from", "source_file_id", "source_row", *self.fields],
                 sa.select(
-                    sa.func.coalesce(stage.c.prev_version, 0) + 1,
+                    sa.func.coalesce(plan.c.prev_version, 0) + 1,
                     state,
                     sa.literal(received_at, sa.DateTime),
                     sa.literal(self.source_file_id, sa.BigInteger),
                     stage.c.source_row,
                     *(stage.c[f] for f in self.fields),
-                ).where(changed),
+                )
+                .select_from(stage.join(plan, plan.c.source_row == stage.c.source_row))
+                .where(changed),
             )
         )
         counts = self._counts()
-        self.stage.drop(conn)
+        stage.drop(conn)
+        plan.drop(conn)
         return counts
 
+    def _reject_transitions(self, versions: sa.Table) -> None:
+        """E_STATUS_TRANSITION: a new status the stored one cannot lead to (contract lifecycle)."""
+        lifecycle = self.contract.lifecycle
+        assert lifecycle is not None
+        stage, plan, field = self.stage, self.plan, lifecycle.field
+        allowed = sa.or_(
+            *(
+                sa.and_(versions.c[field] == before, stage.c[field] == after)
+                for before, after in lifecycle.allowed_pairs()
+            )
+        )
+        key = self.contract.natural_key
+        query = (
+            sa.select(
+                stage.c.source_row,
+                versions.c[field].label("before"),
+                stage.c[field].label("after"),
+                *(stage.c[k] for k in key),
+            )
+            .select_from(
+                stage.join(plan, plan.c.source_row == stage.c.source_row).join(
+                    versions, versions.c.id == plan.c.prev_id
+                )
+            )
+            .where(sa.not_(allowed))
+        )
+        bad = pd.read_sql(query, self.conn)
+        if bad.empty:
+            return
+        titles = self.contract.titles()
+        key_label = "+".join(f"「{titles[k]}」" for k in key)
+        targets = {
+            s: "、".join(t) or "（无，已是最终状态）" for s, t in lifecycle.transitions.items()
+        }
+        self.late_rejections = pd.DataFrame(
+            {
+                "row": bad["source_row"].astype("int64"),
+                "field": titles[field],
+                "code": "E_STATUS_TRANSITION",
+                "message": [
+                    message(
+                        "E_STATUS_TRANSITION",
+                        field=titles[field],
+                        before=b,
+                        after=a,
+                        key=key_label,
+                        allowed=targets.get(b, "（无）"),
+                    )
+                    for b, a in zip(bad["before"], bad["after"], strict=True)
+                ],  # fmt: skip
+                "value": bad["after"].astype("str"),
+            }
+        )
+        self._unstage([int(r) for r in bad["source_row"]])
+
     def _counts(self) -> MergeCounts:
-        stage = self.stage
+        plan = self.plan
         kind = sa.case(
-            (stage.c.unchanged.is_(True), "unchanged"),
-            (stage.c.revoked, "withdrawn"),
-            (stage.c.prev_id.is_(None), "inserted"),
+            (plan.c.unchanged.is_(True), "unchanged"),
+            (plan.c.revoked, "withdrawn"),
+            (plan.c.prev_id.is_(None), "inserted"),
             else_="corrected",
         ).label("kind")
         found: dict[str, Any] = dict(

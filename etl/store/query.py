@@ -57,7 +57,25 @@ def state_as_of(
     columns = list(result.keys())
     contract = load_contract(dataset)
     for part in result.partitions(chunk_rows):
-        yield typed(pd.DataFrame(part, columns=columns), contract)
+        yield derive_status(typed(pd.DataFrame(part, columns=columns), contract), contract, day)
+
+
+STATUS_RULE = "status_rule"  # the rule that derived a record's status, else empty
+
+
+def derive_status(frame: pd.DataFrame, contract: Contract, day: date) -> pd.DataFrame:
+    """Apply the contract's overdue rule as of `day`: a record still in a waiting status after
+    its window is reported in the overdue status, and `status_rule` names the rule."""
+    lifecycle = contract.lifecycle
+    if lifecycle is None or lifecycle.overdue is None:
+        return frame
+    rule = lifecycle.overdue
+    deadline = frame[rule.from_field] + pd.DateOffset(months=rule.months)
+    overdue = frame[lifecycle.field].isin(rule.when) & (deadline < pd.Timestamp(day)).fillna(False)
+    frame[STATUS_RULE] = pd.Series(pd.NA, index=frame.index, dtype="str")
+    frame.loc[overdue, STATUS_RULE] = rule.rule
+    frame.loc[overdue, lifecycle.field] = rule.status
+    return frame
 
 
 def typed(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:

@@ -179,16 +179,27 @@ def record_table(dataset: str) -> sa.Table:
 
 
 def staging_table(contract: Contract, name: str) -> sa.Table:
-    """A per-load temporary table: the contract's fields, the file row, and merge bookkeeping."""
+    """A per-load temporary table: the contract's fields, the file row, the revoked flag."""
     return sa.Table(
         name,
         sa.MetaData(),
         sa.Column("source_row", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("revoked", sa.Boolean, nullable=False),
         *(sa.Column(f.name, column_type(f)) for f in contract.fields),
-        sa.Column("prev_id", sa.BigInteger),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def plan_table(name: str) -> sa.Table:
+    """A per-load temporary table: what the merge does with each staged row."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("source_row", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("prev_id", sa.BigInteger),  # the open version of the key, if any
         sa.Column("prev_version", sa.Integer),
-        sa.Column("unchanged", sa.Boolean),
+        sa.Column("unchanged", sa.Boolean, nullable=False),
+        sa.Column("revoked", sa.Boolean, nullable=False),
         prefixes=["TEMPORARY"],
     )
 

@@ -20,7 +20,7 @@ def test_run_prints_a_line_per_file_and_totals(store_url: str, _isolated_home: P
     result = runner.invoke(app, ["run", "--as-of", "2026-11-21"])
     assert result.exit_code == 0, result.output
     assert "jingan-amr/penalty/静安区行政处罚_2026-11.csv：已入库" in result.output
-    assert "合计 2 个文件：入库 2" in result.output and "回执：" in result.output
+    assert "合计 4 个文件：入库 4" in result.output and "回执：" in result.output
 
 
 def test_run_json_is_one_object_and_a_rerun_is_all_duplicates(
@@ -30,11 +30,11 @@ def test_run_json_is_one_object_and_a_rerun_is_all_duplicates(
     first = runner.invoke(app, ["run", "--as-of", "2026-11-21", "--json"])
     assert first.exit_code == 0
     body = json.loads(first.stdout)
-    assert body["totals"]["files"] == 2 and body["totals"]["loaded"] == 2
+    assert body["totals"]["files"] == 4 and body["totals"]["loaded"] == 4
     assert body["totals"]["rows_read"] == body["totals"]["accepted"] + body["totals"]["rejected"]
     shutil.copytree(ROOT / "samples" / "inbox", _isolated_home / "inbox", dirs_exist_ok=True)
     again = json.loads(runner.invoke(app, ["run", "--json"]).stdout)
-    assert again["totals"]["duplicate"] == 2 and again["totals"]["inserted"] == 0
+    assert again["totals"]["duplicate"] == 4 and again["totals"]["inserted"] == 0
 
 
 def test_empty_inbox_says_so(store_url: str) -> None:

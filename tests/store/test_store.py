@@ -23,7 +23,7 @@ from etl.store.query import end_of_day, file_counts, state_as_of
 from etl.store.schema import record_table, rejected_row, rejection, source_file
 from tests.conftest import AS_OF
 from tests.fixtures.build import ROOT, org_row, person_row
-from tests.store.conftest import only
+from tests.store_fixtures import only
 
 NO = "沪静市监案处字〔2026〕第{:04d}号"
 Run = Callable[..., RunSummary]

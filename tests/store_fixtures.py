@@ -19,8 +19,7 @@ from sqlalchemy.engine import Engine
 
 from etl.run import FileOutcome, RunSummary, run_inbox
 from etl.store import db
-from tests.conftest import AS_OF
-from tests.fixtures.build import to_csv
+from tests.fixtures.build import HEADER, PATENT_HEADER, to_csv
 
 PG_ENV = "CREDITPIPE_TEST_DB_URL"
 
@@ -84,7 +83,8 @@ def drop(_isolated_home: Path) -> Callable[..., Path]:
         folder = _isolated_home / "inbox" / office / dataset
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        path.write_bytes(to_csv(rows).encode(encoding))
+        header = PATENT_HEADER if dataset == "abnormal_patent" else HEADER
+        path.write_bytes(to_csv(rows, header).encode(encoding))
         return path
 
     return put
@@ -94,7 +94,7 @@ def drop(_isolated_home: Path) -> Callable[..., Path]:
 def run(engine: Engine, _isolated_home: Path) -> Callable[..., RunSummary]:
     """`run_inbox` on the test's home and store."""
 
-    def go(as_of: date = AS_OF) -> RunSummary:
+    def go(as_of: date = date(2026, 11, 21)) -> RunSummary:
         return run_inbox(as_of=as_of, home=_isolated_home, engine=engine)
 
     return go
