@@ -11,9 +11,9 @@ export CREDITPIPE_TEST_DB_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/te
 .PHONY: help install run test lint typecheck format pytest postgres bench clean
 
 help:
-	@echo "make run    — create .venv, install, check the bundled sample drops, print where the receipts are"
+	@echo "make run    — create .venv, install, run the pipeline over the bundled sample drops, print where the outputs are"
 	@echo "make test   — lint (ruff + mypy) and the test suite"
-	@echo "make bench  — 1,000,000-row check benchmark (bench/check_bench.py)"
+	@echo "make bench  — 1,000,000-row check and store-load benchmarks (bench/)"
 	@echo "make format — apply ruff's formatter and fixes"
 
 $(STAMP): pyproject.toml
@@ -49,8 +49,9 @@ pytest: install postgres
 
 test: lint pytest
 
-bench: install
+bench: install postgres
 	$(PY) bench/check_bench.py
+	$(PY) bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) data bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -115,7 +115,7 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
                 sink.write(frame)
                 rows += len(frame)
             staged = time.perf_counter()
-            counts = sink.merge(files.utcnow())
+            counts = sink.merge()
         done = time.perf_counter()
         timings[phase] = {
             "rows": rows,

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl import settings
 from etl.check import CheckResult, Notice, check_file
+from etl.checks.codes import message
 from etl.contracts import available_datasets, load_contract
 from etl.errors import CreditpipeError, StoreError
 from etl.intake.inbox import (
+    Archived,
     Drop,
     Ignored,
     Refusal,
@@ -36,7 +39,7 @@ from etl.offices import Registry, load_offices
 from etl.reports.receipt import write_receipt
 from etl.store import db, files
 from etl.store.load import FileLoad, MergeCounts
-from etl.store.schema import DUPLICATE, FAILED, LOADED, UNREADABLE
+from etl.store.schema import DUPLICATE, FAILED, LOADED, PROCESSED, UNREADABLE
 
 log = logging.getLogger("creditpipe.run")
 REFUSED, VANISHED = "refused", "vanished"
@@ -160,18 +163,14 @@ def process_drop(
     except FileNotFoundError:
         outcome.status = VANISHED  # another worker took it, or the office withdrew it
         return outcome
+    except OSError as exc:  # swapped for a link, a folder, a pipe; unreadable: this file only
+        log.error("无法读取 %s：%s", drop.relpath, exc)
+        outcome.code = "E_FILE_UNREADABLE"
+        outcome.message = message("E_FILE_UNREADABLE", detail=type(exc).__name__)
+        return outcome
     outcome.sha256 = archived.sha256
     contract = load_contract(drop.dataset)
-    with db.transaction(engine) as conn:
-        reg = files.register(
-            conn,
-            sha256=archived.sha256,
-            office_id=drop.office,
-            dataset=drop.dataset,
-            name=name,
-            size=archived.size,
-            archive_path=str(archived.path.relative_to(home)),
-        )
+    reg = _register(engine, drop, archived, name, home)
     outcome.source_file_id = reg.id
     if reg.duplicate_of is not None:
         first = reg.duplicate_of
@@ -196,6 +195,12 @@ def process_drop(
 
     try:
         result, counts = _load(drop, archived.path, reg, engine, as_of, office, contract.dataset)
+    except _AlreadyLoaded:
+        outcome.status, outcome.duplicate_of = DUPLICATE, reg.id
+        outcome.code = "W_DUPLICATE_FILE"
+        outcome.message = "同一内容已由另一个任务同时处理，未再次入库"
+        remove_processed(drop, archived)
+        return outcome
     except StoreError:
         raise
     except Exception as exc:
@@ -226,6 +231,28 @@ def process_drop(
     return outcome
 
 
+def _register(
+    engine: Engine, drop: Drop, archived: Archived, name: str, home: Path
+) -> files.Registration:
+    """Register the drop; a concurrent worker registering the same content wins the race."""
+    for attempt in range(2):
+        try:
+            with db.transaction(engine) as conn:
+                return files.register(
+                    conn,
+                    sha256=archived.sha256,
+                    office_id=drop.office,
+                    dataset=drop.dataset,
+                    name=name,
+                    size=archived.size,
+                    archive_path=str(archived.path.relative_to(home)),
+                )
+        except sa.exc.IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _load(
     drop: Drop,
     path: Path,
@@ -243,11 +270,13 @@ def _load(
     contract = load_contract(dataset)
     try:
         with db.transaction(engine) as conn:
+            if files.lock_for_load(conn, reg.id) in PROCESSED:
+                raise _AlreadyLoaded
             sink = FileLoad(conn, contract, reg.id)
             result = check_file(path, dataset, office=office, as_of=as_of, sink=sink)
             if result.file_errors:
                 raise _Unreadable(result)
-            counts = sink.merge(reg.received_at)
+            counts = sink.merge()
             _add_late_rejections(result, sink.late_rejections)
             sink.add_rejections(result.rejections)
             if counts.total != result.accepted or sink.rejected_rows != result.rejected:
@@ -278,6 +307,10 @@ def _add_late_rejections(result: CheckResult, late: pd.DataFrame) -> None:
     result.accepted -= moved
 
 
+class _AlreadyLoaded(Exception):  # another worker loaded the same content meanwhile
+    pass
+
+
 class _Unreadable(Exception):
     def __init__(self, result: CheckResult) -> None:
         self.result = result
@@ -304,8 +337,6 @@ def _finish(
 
 
 def _duplicate_message(received: str, original: str) -> str:
-    from etl.checks.codes import message
-
     return message("W_DUPLICATE_FILE", received=received, original=original)
 
 

@@ -77,6 +77,9 @@ CODES: dict[str, Code] = {
     "E_DUPLICATE_COLUMN": Code(
         "file", "多列对应同一字段「{field}」：第 {columns} 列，请只保留一列"
     ),
+    "E_FILE_UNREADABLE": Code(
+        "file", "无法读取文件（{detail}）：文件可能已被替换为链接、目录或正在被占用，下次运行将重试"
+    ),
     "E_OFFICE_UNKNOWN": Code("file", "报送机构 {office} 未登记，不能报送数据"),
     "E_DATASET_NOT_ALLOWED": Code(
         "file", "报送机构 {office} 无权报送「{dataset}」数据（可报送：{allowed}），文件未处理"

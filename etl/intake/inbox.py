@@ -202,7 +202,9 @@ def archive(drop: Drop, home: Path) -> Archived:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".incoming-{uuid.uuid4().hex}"
     digest = hashlib.sha256()
-    fd = os.open(drop.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # No symlink at the last step, and no waiting forever on a pipe swapped in for the file.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(drop.path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -40,12 +40,12 @@ def register(
     size: int,
     archive_path: str,
 ) -> Registration:
-    """Register a drop; says whether it repeats content that was already processed."""
-    first = conn.execute(
-        sa.select(source_file).where(
-            source_file.c.sha256 == sha256, source_file.c.duplicate_of.is_(None)
-        )
-    ).first()
+    """Register a drop; says whether it repeats content already processed for this dataset.
+
+    A registration left `received` or `failed` is claimed for a retry with a conditional
+    update: when another worker is loading it at this moment, that update waits for its
+    transaction (it holds the row, see `lock_for_load`) and then finds it processed.
+    """
     now = utcnow()
     values = {
         "sha256": sha256,
@@ -56,32 +56,51 @@ def register(
         "archive_path": archive_path,
         "received_at": now,
     }
-    if first is not None and first.status in PROCESSED:
-        new_id = conn.execute(
-            source_file.insert()
-            .values(**values, status=DUPLICATE, duplicate_of=first.id, finished_at=now)
-            .returning(source_file.c.id)
-        ).scalar_one()
-        return Registration(new_id, now, duplicate_of=first)
-    if first is not None:  # received or failed before: this is a retry of the same content
-        conn.execute(
+    for _ in range(2):
+        first = conn.execute(
+            sa.select(source_file).where(
+                source_file.c.sha256 == sha256,
+                source_file.c.dataset == dataset,
+                source_file.c.duplicate_of.is_(None),
+            )
+        ).first()
+        if first is None:
+            new_id = conn.execute(
+                source_file.insert().values(**values, status=RECEIVED).returning(source_file.c.id)
+            ).scalar_one()
+            return Registration(new_id, now)
+        if first.status in PROCESSED:
+            new_id = conn.execute(
+                source_file.insert()
+                .values(**values, status=DUPLICATE, duplicate_of=first.id, finished_at=now)
+                .returning(source_file.c.id)
+            ).scalar_one()
+            return Registration(new_id, now, duplicate_of=first)
+        claimed = conn.execute(
             source_file.update()
-            .where(source_file.c.id == first.id)
+            .where(source_file.c.id == first.id, source_file.c.status.in_([RECEIVED, FAILED]))
             .values(
                 status=RECEIVED,
-                attempts=first.attempts + 1,
+                attempts=source_file.c.attempts + 1,
                 original_name=name,
                 office_id=office_id,
-                dataset=dataset,
                 error_code=None,
                 error_message=None,
             )
-        )
-        return Registration(first.id, first.received_at)
-    new_id = conn.execute(
-        source_file.insert().values(**values, status=RECEIVED).returning(source_file.c.id)
-    ).scalar_one()
-    return Registration(new_id, now)
+        ).rowcount
+        if claimed:
+            return Registration(first.id, first.received_at)
+    raise RuntimeError(f"could not register {sha256}: its registration keeps changing")
+
+
+def lock_for_load(conn: Connection, file_id: int) -> str:
+    """Hold the registration for the load transaction (PostgreSQL row lock; SQLite's write lock
+    is already held) and return its status: a processed one must not be loaded again."""
+    return str(
+        conn.execute(
+            sa.select(source_file.c.status).where(source_file.c.id == file_id).with_for_update()
+        ).scalar_one()
+    )
 
 
 def finish(conn: Connection, file_id: int, status: str, **values: Any) -> None:

@@ -18,7 +18,6 @@ point leaves the store exactly as it was before the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from etl.checks.codes import message
 from etl.checks.rules import empty_rejections
 from etl.contracts import Contract
 from etl.intake.readers import ROW
+from etl.store import files
 from etl.store.schema import (
     ACTIVE,
     WITHDRAWN,
@@ -214,8 +214,14 @@ class FileLoad:
         frame.insert(0, "source_file_id", self.source_file_id)
         bulk_insert(self.conn, rejection, frame)
 
-    def merge(self, received_at: datetime) -> MergeCounts:
-        """Apply the staged rows as the versioned upsert; returns what changed."""
+    def merge(self) -> MergeCounts:
+        """Apply the staged rows as the versioned upsert; returns what changed.
+
+        The versions' time (`valid_from` of the new ones, `valid_to` of those they close) is
+        taken here, once the merge holds the dataset's lock (SQLite: the write lock held since
+        BEGIN IMMEDIATE), so it only ever increases: a file retried later, or one that waited
+        for the lock, can never close a version before that version opened.
+        """
         conn, stage, key = self.conn, self.stage, self.contract.natural_key
         versions = record_table(self.contract.dataset)
         if conn.dialect.name == "postgresql":
@@ -227,6 +233,7 @@ class FileLoad:
                 sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
                 {"name": versions.name},
             )
+        received_at = files.utcnow()
         # One pass classifies every staged row into a narrow plan table (rewriting the wide
         # staging rows with UPDATEs would cost a full copy of them per statement).
         plan = self.plan

@@ -101,10 +101,11 @@ source_file = sa.Table(
     sa.Column("error_code", sa.String(64)),
     sa.Column("error_message", sa.Text),
 )
-# One processed (or in-flight) registration per content; re-drops point at it.
+# One processed (or in-flight) registration per content and dataset; re-drops point at it.
 sa.Index(
-    "uq_source_file_sha256",
+    "uq_source_file_sha256_dataset",
     source_file.c.sha256,
+    source_file.c.dataset,
     unique=True,
     sqlite_where=source_file.c.duplicate_of.is_(None),
     postgresql_where=source_file.c.duplicate_of.is_(None),

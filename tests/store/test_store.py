@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from datetime import date, datetime
@@ -405,3 +406,42 @@ def test_running_twice_over_redropped_samples_changes_nothing(
     assert _table_counts(engine) == counts
     pd.testing.assert_frame_equal(versions(engine), state)
     assert not any(p.is_file() for p in inbox.rglob("*"))
+
+
+def test_a_retried_file_never_closes_a_version_before_it_opened(
+    engine: Engine, drop: Put, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at(monkeypatch, "2026-11-01T09:00:00")
+    drop([org_row(NO.format(1), **{"罚款金额（万元）": "1"})], name="a.csv")
+    original_merge = load.FileLoad.merge
+
+    def broken(self: load.FileLoad) -> load.MergeCounts:
+        raise RuntimeError("lost connection (injected)")
+
+    monkeypatch.setattr(load.FileLoad, "merge", broken)
+    assert only(run()).status == "failed"  # a.csv stays in the inbox
+    monkeypatch.setattr(load.FileLoad, "merge", original_merge)
+    at(monkeypatch, "2026-11-02T09:00:00")
+    b = drop([org_row(NO.format(1), **{"罚款金额（万元）": "2"})], name="b.csv")
+    os.utime(b, (2_000_000_000, 2_000_000_000))  # arrived after a.csv
+    at(monkeypatch, "2026-11-03T09:00:00")
+    summary = run()  # retries a.csv first (older), then b.csv
+    assert [f.file for f in summary.files] == ["a.csv", "b.csv"]
+    frame = versions(engine)
+    closed = frame[frame["valid_to"].notna()]
+    assert (closed["valid_to"] >= closed["valid_from"]).all()
+    assert as_of(engine, date(2026, 11, 3))["fine_amount"].tolist() == [Decimal("2")]
+
+
+def test_the_same_bytes_for_another_dataset_are_not_a_duplicate(
+    engine: Engine, drop: Put, run: Run
+) -> None:
+    drop(three(), name="x.csv")
+    drop(three(), name="x.csv", dataset="abnormal_patent")  # wrong folder: all rows rejected
+    statuses = sorted(f.status for f in run().files)
+    assert statuses == ["loaded", "unreadable"] or statuses == ["loaded", "loaded"]
+    with engine.connect() as conn:
+        duplicates = conn.execute(
+            sa.select(sa.func.count()).where(source_file.c.duplicate_of.is_not(None))
+        ).scalar_one()
+    assert duplicates == 0

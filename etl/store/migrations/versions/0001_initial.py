@@ -78,9 +78,9 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text),
     )
     op.create_index(
-        "uq_source_file_sha256",
+        "uq_source_file_sha256_dataset",
         "source_file",
-        ["sha256"],
+        ["sha256", "dataset"],
         unique=True,
         sqlite_where=sa.text("duplicate_of IS NULL"),
         postgresql_where=sa.text("duplicate_of IS NULL"),
@@ -128,5 +128,5 @@ def downgrade() -> None:
     op.drop_table("penalty_version")
     op.drop_table("rejection")
     op.drop_table("rejected_row")
-    op.drop_index("uq_source_file_sha256", table_name="source_file")
+    op.drop_index("uq_source_file_sha256_dataset", table_name="source_file")
     op.drop_table("source_file")
