@@ -86,7 +86,6 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
     """Load the validated rows three times (insert, resend, correct); returns phase timings."""
     from decimal import Decimal
 
-    import pandas as pd
     import pyarrow.parquet as pq
 
     from etl.contracts import load_contract
@@ -127,7 +126,6 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
         }
         print(f"  {phase} (file {n}): {timings[phase]}", file=sys.stderr)
     engine.dispose()
-    _ = pd  # imported for the pyarrow → pandas conversion's extension types
     return timings
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from etl import settings
 from etl.check import CheckResult, Notice, check_file
 from etl.checks.codes import message
-from etl.contracts import available_datasets, load_contract
+from etl.contracts import Contract, available_datasets, load_contract
 from etl.errors import CreditpipeError, StoreError
 from etl.intake.inbox import (
     Archived,
@@ -35,7 +35,7 @@ from etl.intake.inbox import (
     list_inbox,
     remove_processed,
 )
-from etl.offices import Registry, load_offices
+from etl.offices import Office, Registry, load_offices
 from etl.reports.receipt import write_receipt
 from etl.store import db, files
 from etl.store.load import FileLoad, MergeCounts
@@ -194,7 +194,7 @@ def process_drop(
         return outcome
 
     try:
-        result, counts = _load(drop, archived.path, reg, engine, as_of, office, contract.dataset)
+        result, counts = _load(drop, archived.path, reg, engine, as_of, office, contract)
     except _AlreadyLoaded:
         outcome.status, outcome.duplicate_of = DUPLICATE, reg.id
         outcome.code = "W_DUPLICATE_FILE"
@@ -259,21 +259,20 @@ def _load(
     reg: files.Registration,
     engine: Engine,
     as_of: date,
-    office: Any,
-    dataset: str,
+    office: Office | None,
+    contract: Contract,
 ) -> tuple[CheckResult, MergeCounts]:
     """Check, load and record the outcome in one transaction (all or nothing).
 
     An unreadable file rolls back whatever was staged before the error was found, and is then
     recorded as unreadable with nothing loaded.
     """
-    contract = load_contract(dataset)
     try:
         with db.transaction(engine) as conn:
             if files.lock_for_load(conn, reg.id) in PROCESSED:
                 raise _AlreadyLoaded
             sink = FileLoad(conn, contract, reg.id)
-            result = check_file(path, dataset, office=office, as_of=as_of, sink=sink)
+            result = check_file(path, contract.dataset, office=office, as_of=as_of, sink=sink)
             if result.file_errors:
                 raise _Unreadable(result)
             counts = sink.merge()

@@ -26,7 +26,6 @@ def utcnow() -> datetime:
 @dataclass(frozen=True)
 class Registration:
     id: int
-    received_at: datetime
     duplicate_of: Row[Any] | None = None  # the processed registration this drop repeats
 
 
@@ -68,14 +67,14 @@ def register(
             new_id = conn.execute(
                 source_file.insert().values(**values, status=RECEIVED).returning(source_file.c.id)
             ).scalar_one()
-            return Registration(new_id, now)
+            return Registration(new_id)
         if first.status in PROCESSED:
             new_id = conn.execute(
                 source_file.insert()
                 .values(**values, status=DUPLICATE, duplicate_of=first.id, finished_at=now)
                 .returning(source_file.c.id)
             ).scalar_one()
-            return Registration(new_id, now, duplicate_of=first)
+            return Registration(new_id, duplicate_of=first)
         claimed = conn.execute(
             source_file.update()
             .where(source_file.c.id == first.id, source_file.c.status.in_([RECEIVED, FAILED]))
@@ -89,7 +88,7 @@ def register(
             )
         ).rowcount
         if claimed:
-            return Registration(first.id, first.received_at)
+            return Registration(first.id)
     raise RuntimeError(f"could not register {sha256}: its registration keeps changing")
 
 

@@ -141,7 +141,6 @@ class FileLoad:
         for table in (self.stage, self.plan):
             table.drop(conn, checkfirst=True)
             table.create(conn)
-        self.staged = 0
         self.rejected_rows = 0
         self.headers = {f.name: f.title for f in contract.fields}  # the file's, from `finish`
         self.late_rejections = empty_rejections()  # found only against the store (lifecycle)
@@ -156,7 +155,6 @@ class FileLoad:
         staged["source_row"] = frame[ROW].to_numpy()
         staged["revoked"] = self._revoked(frame)
         bulk_insert(self.conn, self.stage, staged)
-        self.staged += len(staged)
 
     def reject(self, rows: np.ndarray, raw: pd.DataFrame) -> None:
         """Keep rejected rows as the file had them: headers as written → cell text."""
@@ -184,7 +182,6 @@ class FileLoad:
             self._keep_rejected(staged["source_row"].to_numpy(), raw_json(named))
             self.conn.execute(sa.delete(self.stage).where(where))
             self.conn.execute(sa.delete(self.plan).where(self.plan.c.source_row.in_(part)))
-            self.staged -= len(staged)
 
     def _keep_rejected(self, rows: np.ndarray, raw: list[str]) -> None:
         frame = pd.DataFrame(
