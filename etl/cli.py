@@ -1,7 +1,8 @@
 """The `creditpipe` command.
 
 Exit status: 0 success (for `check`: every row accepted; for `run`: the run completed, rejected
-rows included), 1 rows or the file rejected (`check`), 2 usage error or missing file,
+rows included), 1 rows or the file rejected (`check`), or a review refused (`flags confirm|reject|
+show`: unknown flag, already decided, not open for review), 2 usage error or missing file,
 3 configuration error (a broken contract or registry), 4 internal error (a bug: the traceback is
 printed for the data team), 5 the run could not complete (the store cannot be reached, or a file
 failed and was left in the inbox for the next run).
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +38,10 @@ db_app = typer.Typer(help="数据库（CREDITPIPE_DB_URL，默认 SQLite）。",
 app.add_typer(expectations_app, name="expectations")
 app.add_typer(contracts_app, name="contracts")
 report_app = typer.Typer(help="报表（非正常专利申请撤回率等）。", no_args_is_help=True)
+flags_app = typer.Typer(
+    help="严重违法失信/一般失信候选标记：评估、查看、审核。", no_args_is_help=True
+)
+app.add_typer(flags_app, name="flags")
 app.add_typer(db_app, name="db")
 app.add_typer(report_app, name="report")
 
@@ -224,6 +231,8 @@ def run(
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
     else:
         _print_totals(summary)
+        if summary.flags:
+            _print_flag_counts(summary.flags)
     raise typer.Exit(EXIT_INCOMPLETE if summary.failed else 0)
 
 
@@ -269,6 +278,210 @@ def _print_totals(summary: Any) -> None:
         f"撤销 {t['withdrawn']:,}）。数据库：{summary.store}",
         markup=False,
     )
+
+
+# --- flags -----------------------------------------------------------------------------------
+
+_FLAG_STATES = ["candidate", "confirmed", "rejected", "expired", "withdrawn"]
+
+
+@contextmanager
+def _store(write: bool = False) -> Iterator[Any]:
+    """A connection to the migrated store; an unreachable store exits with code 5."""
+    from etl.errors import StoreError
+    from etl.store import db
+
+    try:
+        engine = db.make_engine()
+        db.upgrade(engine)
+        with db.transaction(engine) if write else engine.connect() as conn:
+            yield conn
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+
+
+def _print_flag_counts(counts: Any) -> None:
+    from etl.flags.engine import STATE_TITLES
+
+    states = "，".join(
+        f"{STATE_TITLES.get(k, k)} {v:,}" for k, v in sorted(counts.by_state.items())
+    )
+    note = "" if counts.registry_updated else "（早于最近一次评估的日期：仅计算，未更新标记库）"
+    out.print(
+        f"失信标记（截至 {counts.as_of}）：规则命中 {counts.flags:,} 条，新增 {counts.new:,}，"
+        f"变化 {counts.changed:,}，撤回 {counts.withdrawn:,}{note}；标记库：{states or '空'}",
+        markup=False,
+    )
+
+
+@flags_app.command("evaluate")
+def flags_evaluate(
+    as_of: Annotated[str | None, typer.Option(help="评估日期 YYYY-MM-DD（默认上海今天）")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """按失信规则（schemas/policy/serious_dishonesty.v1.yaml）评估截至某日的数据，更新标记库。"""
+    from etl import settings
+    from etl.errors import StoreError
+    from etl.flags import evaluate_flags
+    from etl.store import db
+
+    day = _parse_date(as_of) or settings.today_shanghai()
+    try:
+        engine = db.make_engine()
+        db.upgrade(engine)
+        counts = evaluate_flags(engine, day)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(counts.to_json(), ensure_ascii=False) + "\n")
+    else:
+        _print_flag_counts(counts)
+
+
+@flags_app.command("list")
+def flags_list(
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="状态（可多次）：candidate confirmed rejected expired withdrawn"),
+    ] = None,
+    rule: Annotated[str | None, typer.Option(help="规则编号，如 SD-IP-REPEAT")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON 数组")] = False,
+) -> None:
+    """列出失信标记（最新列入在前）。"""
+    from etl.flags.engine import STATE_TITLES
+    from etl.flags.policy import SEVERITY_TITLES
+    from etl.flags.registry import list_flags
+
+    unknown = sorted(set(state or []) - set(_FLAG_STATES))
+    if unknown:
+        raise _fail(f"未知状态 {unknown}，可选：{' '.join(_FLAG_STATES)}", EXIT_USAGE)
+    with _store() as conn:
+        flags = list_flags(conn, states=state, rule=rule)
+    if as_json:
+        sys.stdout.write(json.dumps(flags, ensure_ascii=False, default=str) + "\n")
+        return
+    if not flags:
+        out.print("没有符合条件的失信标记。")
+        return
+    columns = ("编号", "类别", "主体", "证据", "列入期间", "状态")
+    rows = [
+        (
+            f["id"],
+            SEVERITY_TITLES[f["severity"]],
+            f"{f['subject_name'] or ''}（{f['subject_id_kind']} {f['subject_id']}）",
+            f"{f['evidence_count']} 条",
+            f"{f['listing_start']} 至 {f['listing_end']}",
+            STATE_TITLES.get(f["state"], f["state"]),
+        )
+        for f in flags
+    ]
+    if out.is_terminal:
+        table = Table(title=f"失信标记 {len(flags):,} 条")
+        for column in columns:
+            table.add_column(column, no_wrap=column == "编号")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:  # a log or a pipe: one line per flag, nothing cut
+        for row in rows:
+            out.print(" · ".join(row), markup=False)
+
+
+@flags_app.command("show")
+def flags_show(
+    flag_id: Annotated[str, typer.Argument(help="标记编号（或其唯一前缀）")],
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """显示一条失信标记：规则与法律依据、主体、证据记录全文、审核记录。"""
+    from etl.contracts import load_contract
+    from etl.errors import ReviewError
+    from etl.flags.engine import STATE_TITLES
+    from etl.flags.policy import SEVERITY_TITLES
+    from etl.flags.registry import evidence_of, history_of, list_flags, resolve, shanghai_time
+    from etl.store.query import latest_version
+
+    with _store() as conn:
+        try:
+            found = resolve(conn, flag_id)
+        except ReviewError as exc:
+            raise _fail(f"[{exc.code}] {exc.message}", EXIT_REJECTED) from None
+        (flag,) = [f for f in list_flags(conn) if f["id"] == found]
+        evidence = evidence_of(conn, found)
+        for item in evidence:
+            item["record"] = latest_version(conn, item["dataset"], item["record_key"])
+        history = history_of(conn, found)
+    if as_json:
+        payload = {**flag, "evidence": evidence, "decisions": history}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+        return
+    lines = [
+        f"编号：{flag['id']}",
+        f"规则：{flag['rule_id']} {flag['title']}（{SEVERITY_TITLES[flag['severity']]}）",
+        f"依据：{flag['basis']}",
+        f"主体：{flag['subject_name'] or ''}　{flag['subject_id_kind']}：{flag['subject_id']}"
+        f"　类别：{flag['subject_type'] or ''}",
+        f"列入期间：{flag['listing_start']} 至 {flag['listing_end']}（自最近证据日期起算）",
+        f"状态：{STATE_TITLES.get(flag['state'], flag['state'])}"
+        + (f"（{flag['state_reason']}，{flag['withdrawn_on']}）" if flag["state_reason"] else ""),
+        f"首次发现：{flag['first_found']}　最近一次评估仍成立：{flag['last_found']}",
+    ]
+    for d in history:
+        verdict = "确认" if d["decision"] == "confirmed" else "驳回"
+        detail = d["decision_no"] or d["reason"] or ""
+        lines.append(
+            f"审核：{shanghai_time(d['decided_at'])} {d['decided_by']} {verdict}　{detail}"
+        )
+    out.print("\n".join(lines), markup=False)
+    for item in evidence:
+        record = item["record"]
+        mark = "（触发窗口）" if item["trigger"] else ""
+        out.print(f"\n证据 {item['position'] + 1}{mark}：{item['evidence_date']}", markup=False)
+        if record is None:
+            out.print("　记录已不在数据库中", markup=False)
+            continue
+        titles = load_contract(item["dataset"]).titles()
+        state = "有效" if record["state"] == "active" else "已撤销"
+        out.print(f"　版本 {record['version']}（{state}）", markup=False)
+        for name, title in titles.items():
+            if record.get(name) not in (None, ""):
+                out.print(f"　{title}：{record[name]}", markup=False)
+
+
+def _decide(flag_id: str, decision: str, by: str, **detail: str) -> None:
+    from etl.errors import ReviewError
+    from etl.flags.registry import decide
+
+    if not by.strip():
+        raise _fail("--by 不能为空：请填写审核人姓名", EXIT_USAGE)
+    if not any(v.strip() for v in detail.values()):
+        raise _fail("请填写决定书文号（--decision-no）或驳回理由（--reason）", EXIT_USAGE)
+    with _store(write=True) as conn:
+        try:
+            stored = decide(conn, flag_id, decision, by=by, **detail)
+        except ReviewError as exc:
+            raise _fail(f"[{exc.code}] {exc.message}", EXIT_REJECTED) from None
+    verdict = "已确认" if decision == "confirmed" else "已驳回"
+    out.print(f"{stored['flag_id']}：{verdict}（审核人 {stored['decided_by']}）", markup=False)
+
+
+@flags_app.command("confirm")
+def flags_confirm(
+    flag_id: Annotated[str, typer.Argument(help="标记编号（或其唯一前缀）")],
+    by: Annotated[str, typer.Option("--by", help="审核人")],
+    decision_no: Annotated[str, typer.Option("--decision-no", help="列入决定书文号")],
+) -> None:
+    """确认一条待审核的失信标记（记录审核人、时间和决定书文号；不可被重新评估覆盖）。"""
+    _decide(flag_id, "confirmed", by, decision_no=decision_no)
+
+
+@flags_app.command("reject")
+def flags_reject(
+    flag_id: Annotated[str, typer.Argument(help="标记编号（或其唯一前缀）")],
+    by: Annotated[str, typer.Option("--by", help="审核人")],
+    reason: Annotated[str, typer.Option("--reason", help="驳回理由")],
+) -> None:
+    """驳回一条待审核的失信标记（记录审核人、时间和理由）。"""
+    _decide(flag_id, "rejected", by, reason=reason)
 
 
 @report_app.command("withdrawal-rate")

@@ -38,43 +38,52 @@ SourceTag = Literal["LAW", "OFFICIAL-COPY", "PRACTICE", "OURS"]
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Configuration models: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Condition(_Strict):
+class Condition(Strict):
     """A predicate over one row, used by conditional rules.
 
-    Either a test on one field (`in`, `contains_any`, `equals` or `empty`, compared with the
-    field's canonical value) or a combination (`all_of`, `any_of`).
+    Either a test on one field, compared with the field's canonical value, or a combination
+    (`all_of`, `any_of`, `not`). The tests:
+    `in` (the value is one of), `equals`, `empty`, `contains_any` (a multi-value cell holds one
+    of), `only` (a multi-value cell holds nothing but these, e.g. a warning-only penalty) and
+    `matches_any` (free text contains one of these keywords, e.g. an IP violation type).
     """
 
     field: str | None = None
     in_: list[str] | None = Field(default=None, alias="in")
     contains_any: list[str] | None = None
+    only: list[str] | None = None
+    matches_any: list[str] | None = None
     equals: str | None = None
     empty: bool | None = None
     all_of: list[Condition] | None = None
     any_of: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
 
     @model_validator(mode="after")
     def _one_form(self) -> Condition:
-        tests = [self.in_, self.contains_any, self.equals, self.empty]
+        tests = [self.in_, self.contains_any, self.only, self.matches_any, self.equals, self.empty]
         n_tests = sum(t is not None for t in tests)
-        n_combos = sum(c is not None for c in (self.all_of, self.any_of))
+        n_combos = sum(c is not None for c in (self.all_of, self.any_of, self.not_))
         if self.field is not None and n_tests == 1 and n_combos == 0:
             return self
         if self.field is None and n_tests == 0 and n_combos == 1:
             return self
         raise ValueError(
-            "a condition is either `field` with exactly one of in/contains_any/equals/empty, "
-            "or exactly one of all_of/any_of"
+            "a condition is either `field` with exactly one of in/contains_any/only/matches_any/"
+            "equals/empty, or exactly one of all_of/any_of/not"
         )
 
     def fields(self) -> set[str]:
         """Every field name the condition reads."""
         names = {self.field} if self.field else set()
-        for sub in (self.all_of or []) + (self.any_of or []):
+        subs = (self.all_of or []) + (self.any_of or []) + ([self.not_] if self.not_ else [])
+        for sub in subs:
             names |= sub.fields()
         return names
 
@@ -84,24 +93,30 @@ class Condition(_Strict):
             return "且".join(c.describe(titles) for c in self.all_of)
         if self.any_of is not None:
             return "或".join(c.describe(titles) for c in self.any_of)
+        if self.not_ is not None:
+            return f"并非（{self.not_.describe(titles)}）"
         title = f"「{titles.get(self.field or '', self.field)}」"
         if self.in_ is not None:
             return f"{title}为{'/'.join(self.in_)}"
         if self.contains_any is not None:
             return f"{title}包含{'/'.join(self.contains_any)}"
+        if self.only is not None:
+            return f"{title}仅为{'/'.join(self.only)}"
+        if self.matches_any is not None:
+            return f"{title}含有“{'/'.join(self.matches_any)}”之一"
         if self.equals is not None:
             return f"{title}为{self.equals}"
         return f"{title}为空" if self.empty else f"{title}不为空"
 
 
-class Reroute(_Strict):
+class Reroute(Strict):
     """Send a combined column's value to another field on the rows where `when` holds."""
 
     to: str
     when: Condition
 
 
-class Alias(_Strict):
+class Alias(Strict):
     """A header variant; `unit` says what unit an amount column titled this way is in."""
 
     name: str
@@ -109,7 +124,7 @@ class Alias(_Strict):
     reroute: Reroute | None = None
 
 
-class FieldSpec(_Strict):
+class FieldSpec(Strict):
     """One field of a dataset, declared once."""
 
     name: str = Field(description="snake_case column name used in the store and Parquet")
@@ -175,7 +190,7 @@ class FieldSpec(_Strict):
         return out
 
 
-class Authorisation(_Strict):
+class Authorisation(Strict):
     """Which fields tie a row to the office that dropped it (E_OFFICE_NOT_AUTHORISED)."""
 
     source_field: str | None = Field(
@@ -189,7 +204,7 @@ class Authorisation(_Strict):
     )
 
 
-class Revocation(_Strict):
+class Revocation(Strict):
     """How a row says that its record is revoked (withdrawn from publication)."""
 
     field: str | None = None
@@ -198,7 +213,7 @@ class Revocation(_Strict):
     remark_prefixes: list[str] = Field(default_factory=list)
 
 
-class Overdue(_Strict):
+class Overdue(Strict):
     """A status derived in the as-of state when a deadline passes with nothing done [OURS]."""
 
     rule: str = Field(description="the rule's id, reported with every derived status")
@@ -209,7 +224,7 @@ class Overdue(_Strict):
     status: str = Field(description="the status reported once overdue")
 
 
-class Lifecycle(_Strict):
+class Lifecycle(Strict):
     """A status field whose changes between versions of a record must follow `transitions`."""
 
     field: str
@@ -223,7 +238,7 @@ class Lifecycle(_Strict):
         return sorted(pairs)
 
 
-class Contract(_Strict):
+class Contract(Strict):
     """A dataset's contract, validated; derived artefacts come from here."""
 
     dataset: str
@@ -407,7 +422,7 @@ def parse_contract(path: Path) -> Contract:
     try:
         return Contract.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_explain(path, exc)) from None
+        raise ContractError(explain(path, exc)) from None
 
 
 def read_yaml(path: Path) -> object:
@@ -421,9 +436,10 @@ def read_yaml(path: Path) -> object:
         raise ContractError(f"{path}: YAML 语法错误：{exc}") from None
 
 
-def _explain(path: Path, exc: ValidationError) -> str:
+def explain(path: Path, exc: ValidationError, heading: str = "数据契约无效") -> str:
+    """A validation error as one line per wrong key, naming the file."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
         lines.append(f"{path}: {key}: {err['msg']}")
-    return "数据契约无效：\n" + "\n".join(lines)
+    return f"{heading}：\n" + "\n".join(lines)

@@ -44,3 +44,9 @@ class StoreError(CreditpipeError):
     """The store cannot be reached or used: a run cannot complete without it."""
 
     code = "E_STORE"
+
+
+class ReviewError(CreditpipeError):
+    """A review command cannot be applied to the flag it names (unknown, decided, not open)."""
+
+    code = "E_FLAG_UNKNOWN"

@@ -25,6 +25,8 @@ from etl.check import CheckResult, Notice, check_file
 from etl.checks.codes import message
 from etl.contracts import Contract, available_datasets, load_contract
 from etl.errors import CreditpipeError, StoreError
+from etl.flags import evaluate_flags
+from etl.flags.registry import RegistryCounts
 from etl.intake.inbox import (
     Archived,
     Drop,
@@ -79,6 +81,7 @@ class RunSummary:
     store: str
     files: list[FileOutcome] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    flags: RegistryCounts | None = None  # the flag evaluation after loading
 
     @property
     def failed(self) -> list[FileOutcome]:
@@ -100,6 +103,7 @@ class RunSummary:
                 {"path": display_name(str(i.path)), "reason": i.reason} for i in self.ignored
             ],
             "totals": self.totals(),
+            "flags": self.flags.to_json() if self.flags else None,
         }
 
 
@@ -109,8 +113,10 @@ def run_inbox(
     home: Path | None = None,
     engine: Engine | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    flags: bool = True,
 ) -> RunSummary:
-    """Process everything in the inbox; raises only when the run itself cannot complete."""
+    """Process everything in the inbox, then evaluate the serious-dishonesty rules as of the
+    date (`flags=False` skips that); raises only when the run itself cannot complete."""
     home = home or settings.home()
     as_of = as_of or settings.today_shanghai()
     engine = engine or db.make_engine()
@@ -129,6 +135,8 @@ def run_inbox(
                                           registry=registry))  # fmt: skip
         if on_file:
             on_file(summary.files[-1])
+    if flags:
+        summary.flags = evaluate_flags(engine, as_of)
     return summary
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.run import FileOutcome, RunSummary, run_inbox
-from etl.store import db
+from etl.store import db, files
 from tests.fixtures.build import HEADER, PATENT_HEADER, to_csv
 
 PG_ENV = "CREDITPIPE_TEST_DB_URL"
@@ -98,6 +98,13 @@ def run(engine: Engine, _isolated_home: Path) -> Callable[..., RunSummary]:
         return run_inbox(as_of=as_of, home=_isolated_home, engine=engine)
 
     return go
+
+
+def at(monkeypatch: pytest.MonkeyPatch, shanghai: str) -> None:
+    """Make the store believe files arrive (and decisions are taken) at `shanghai` local time."""
+    moment = datetime.fromisoformat(shanghai + "+08:00")
+    naive_utc = moment.astimezone(UTC).replace(tzinfo=None)
+    monkeypatch.setattr(files, "utcnow", lambda: naive_utc)
 
 
 def only(summary: RunSummary) -> FileOutcome:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Level = Literal["row", "file", "warning"]
+Level = Literal["row", "file", "warning", "review"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,19 @@ CODES: dict[str, Code] = {
     ),
     "E_INBOX_SYMLINK": Code(
         "file", "「{name}」是符号链接，出于安全考虑不予处理：请放入文件本身，而不是链接"
+    ),
+    # Review of serious-dishonesty flags (creditpipe flags confirm|reject|show).
+    "E_FLAG_UNKNOWN": Code(
+        "review", "没有编号为「{flag}」的失信标记：请用 creditpipe flags list 查看"
+    ),
+    "E_FLAG_AMBIGUOUS": Code(
+        "review", "编号前缀「{flag}」对应多个失信标记（{matches}），请输入更完整的编号"
+    ),
+    "E_FLAG_DECIDED": Code(
+        "review", "失信标记 {flag} 已于 {decided_at} 由 {decided_by} {decision}，审核结论不可覆盖"
+    ),
+    "E_FLAG_STATE": Code(
+        "review", "失信标记 {flag} 当前状态为「{state}」，只有待审核的标记可以审核"
     ),
     # Warnings: the file is processed; the office should still look.
     "W_UNKNOWN_COLUMN": Code("warning", "以下列不属于数据规范，已忽略：{columns}"),

@@ -7,6 +7,7 @@ A row may carry several rejections; each names the row, field, code, message and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -94,6 +95,8 @@ def evaluate(cond: Condition, typed: dict[str, pd.Series], index: pd.Index) -> p
         for sub in cond.any_of:
             result |= evaluate(sub, typed, index)
         return result
+    if cond.not_ is not None:
+        return ~evaluate(cond.not_, typed, index)
     assert cond.field is not None
     values = typed.get(cond.field, pd.Series(pd.NA, index=index, dtype="str"))
     if cond.empty is not None:
@@ -102,8 +105,16 @@ def evaluate(cond: Condition, typed: dict[str, pd.Series], index: pd.Index) -> p
         return values.isin(cond.in_).fillna(False).astype(bool)
     if cond.equals is not None:
         return (values == cond.equals).fillna(False).astype(bool)
+    if cond.matches_any is not None:
+        wanted = "|".join(re.escape(word) for word in cond.matches_any)
+        return values.str.contains(wanted, regex=True).fillna(False).astype(bool)
+    if cond.only is not None:
+        # `;`-joined canonical values: strip every allowed one, nothing may remain.
+        allowed = "|".join(re.escape(value) for value in cond.only)
+        rest = values.str.replace(f"(?:^|;)(?:{allowed})(?=;|$)", "", regex=True)
+        return (values.notna() & (rest.str.strip(";") == "")).fillna(False).astype(bool)
     assert cond.contains_any is not None
-    wanted = "|".join(cond.contains_any)
+    wanted = "|".join(re.escape(value) for value in cond.contains_any)
     return values.str.contains(f"(?:^|;)(?:{wanted})(?:;|$)", regex=True).fillna(False).astype(bool)
 
 

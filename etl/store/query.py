@@ -29,11 +29,17 @@ def end_of_day(day: date) -> datetime:
     return start_next.astimezone(UTC).replace(tzinfo=None)
 
 
-def as_of_query(dataset: str, day: date, *, active_only: bool = True) -> sa.Select[Any]:
-    """The versions open at the end of `day` (one per record), ordered by the natural key."""
+def as_of_query(
+    dataset: str, day: date, *, active_only: bool = True, columns: list[str] | None = None
+) -> sa.Select[Any]:
+    """The versions open at the end of `day` (one per record), ordered by the natural key;
+    `columns` narrows the select to those (the natural key and status fields always come)."""
     table = record_table(dataset)
     cutoff = end_of_day(day)
-    query = sa.select(table).where(
+    selected = (
+        list(table.c) if columns is None else [table.c[c] for c in _with_keys(dataset, columns)]
+    )
+    query = sa.select(*selected).where(
         table.c.valid_from < cutoff,
         sa.or_(table.c.valid_to.is_(None), table.c.valid_to >= cutoff),
     )
@@ -50,10 +56,13 @@ def state_as_of(
     *,
     active_only: bool = True,
     chunk_rows: int = DEFAULT_CHUNK,
+    columns: list[str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The as-of state in chunks of at most `chunk_rows` rows (memory stays flat)."""
-    query = as_of_query(dataset, day, active_only=active_only)
-    result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+    query = as_of_query(dataset, day, active_only=active_only, columns=columns)
+    # Options on this statement only: Connection.execution_options() would change `conn` itself.
+    streaming = {"stream_results": True, "yield_per": chunk_rows}
+    result = conn.execute(query, execution_options=streaming)
     columns = list(result.keys())
     contract = load_contract(dataset)
     for part in result.partitions(chunk_rows):
@@ -67,7 +76,7 @@ def derive_status(frame: pd.DataFrame, contract: Contract, day: date) -> pd.Data
     """Apply the contract's overdue rule as of `day`: a record still in a waiting status after
     its window is reported in the overdue status, and `status_rule` names the rule."""
     lifecycle = contract.lifecycle
-    if lifecycle is None or lifecycle.overdue is None:
+    if lifecycle is None or lifecycle.overdue is None or lifecycle.field not in frame:
         return frame
     rule = lifecycle.overdue
     deadline = frame[rule.from_field] + pd.DateOffset(months=rule.months)
@@ -81,6 +90,8 @@ def derive_status(frame: pd.DataFrame, contract: Contract, day: date) -> pd.Data
 def typed(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """Give store rows the dtypes of a checked batch: dates datetime64[s], amounts decimal."""
     for spec in contract.fields:
+        if spec.name not in frame:
+            continue
         if spec.type == "date":
             frame[spec.name] = pd.to_datetime(frame[spec.name]).astype("datetime64[s]")
         elif spec.type == "amount":
@@ -112,3 +123,27 @@ def file_counts(conn: Connection, file_id: int) -> dict[str, int]:
 
 def _natural_key(dataset: str) -> list[str]:
     return list(load_contract(dataset).natural_key)
+
+
+def _with_keys(dataset: str, columns: list[str]) -> list[str]:
+    """`columns` plus the natural key and the fields the derived status reads, in order."""
+    contract = load_contract(dataset)
+    wanted = list(contract.natural_key)
+    lifecycle = contract.lifecycle
+    if lifecycle is not None and lifecycle.field in columns and lifecycle.overdue is not None:
+        wanted.append(lifecycle.overdue.from_field)
+    return list(dict.fromkeys(wanted + columns))
+
+
+def latest_version(conn: Connection, dataset: str, key: list[str]) -> dict[str, Any] | None:
+    """The newest version of the record with natural key `key` (any state), or None."""
+    table = record_table(dataset)
+    names = _natural_key(dataset)
+    query = (
+        sa.select(table)
+        .where(*(table.c[n] == v for n, v in zip(names, key, strict=True)))
+        .order_by(table.c.version.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row else None

@@ -205,6 +205,83 @@ def plan_table(name: str) -> sa.Table:
     )
 
 
+# --- serious-dishonesty flags (etl/flags) ---------------------------------------------------
+
+# Every flag ever found, as of the latest evaluation; ids are stable hashes (etl/flags/engine.py).
+flag = sa.Table(
+    "flag",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("basis", sa.Text, nullable=False),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("subject_key", sa.Text, nullable=False),
+    sa.Column("subject_id_kind", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("subject_name", sa.Text),
+    sa.Column("subject_type", sa.Text),
+    sa.Column("evidence_count", sa.Integer, nullable=False),
+    sa.Column("first_evidence_date", sa.Date, nullable=False),
+    sa.Column("last_evidence_date", sa.Date, nullable=False),
+    sa.Column("listing_start", sa.Date, nullable=False),
+    sa.Column("listing_end", sa.Date, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state_reason", sa.Text),
+    sa.Column("decision", sa.String(16)),  # confirmed · rejected, set only by a reviewer
+    sa.Column("first_found", sa.Date, nullable=False),  # as-of date of the first evaluation
+    sa.Column("last_found", sa.Date, nullable=False),
+    sa.Column("withdrawn_on", sa.Date),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_flag_state", "state"),
+    sa.Index("ix_flag_rule_id", "rule_id"),
+    sa.Index("ix_flag_subject_key", "subject_key"),
+)
+
+# The records behind a flag, by natural key (a JSON array of the key values, contract order).
+flag_evidence = sa.Table(
+    "flag_evidence",
+    metadata,
+    sa.Column("flag_id", sa.String(64), sa.ForeignKey("flag.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("record_key", sa.Text, nullable=False),
+    sa.Column("evidence_date", sa.Date, nullable=False),
+    sa.Column("trigger", sa.Boolean, nullable=False),  # in the window that fixed the flag's id
+)
+
+# Review decisions: appended by people, never written by an evaluation.
+flag_decision = sa.Table(
+    "flag_decision",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("flag_id", sa.String(64), sa.ForeignKey("flag.id"), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.Text, nullable=False),
+    sa.Column("decision_no", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("decided_at", sa.DateTime, nullable=False),
+    sa.Index("ix_flag_decision_flag_id", "flag_id"),
+)
+
+# One row per evaluation: when, for which date, what changed.
+flag_evaluation = sa.Table(
+    "flag_evaluation",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("evaluated_at", sa.DateTime, nullable=False),
+    sa.Column("policy_version", sa.Integer, nullable=False),
+    sa.Column("flags", sa.Integer, nullable=False),
+    sa.Column("new", sa.Integer, nullable=False),
+    sa.Column("changed", sa.Integer, nullable=False),
+    sa.Column("withdrawn", sa.Integer, nullable=False),
+    sa.Column("registry_updated", sa.Boolean, nullable=False),
+)
+
+
 def all_tables() -> sa.MetaData:
     """The metadata with every dataset's record table attached (for migration checks)."""
     for dataset in available_datasets():

@@ -19,12 +19,12 @@ from etl.errors import StoreError
 from etl.intake.inbox import Drop, Refusal, resolve_drop
 from etl.offices import load_offices
 from etl.run import RunSummary, run_inbox
-from etl.store import db, files, load
+from etl.store import db, load
 from etl.store.query import end_of_day, file_counts, state_as_of
 from etl.store.schema import record_table, rejected_row, rejection, source_file
 from tests.conftest import AS_OF
 from tests.fixtures.build import ROOT, org_row, person_row
-from tests.store_fixtures import only
+from tests.store_fixtures import at, only
 
 NO = "沪静市监案处字〔2026〕第{:04d}号"
 Run = Callable[..., RunSummary]
@@ -49,13 +49,6 @@ def as_of(engine: Engine, day: date, active_only: bool = True) -> pd.DataFrame:
     with engine.connect() as conn:
         frames = list(state_as_of(conn, "penalty", day, active_only=active_only, chunk_rows=2))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def at(monkeypatch: pytest.MonkeyPatch, shanghai: str) -> None:
-    """Make the store believe files arrive at `shanghai` (local time)."""
-    moment = datetime.fromisoformat(shanghai + "+08:00")
-    naive_utc = moment.astimezone(files.UTC).replace(tzinfo=None)
-    monkeypatch.setattr(files, "utcnow", lambda: naive_utc)
 
 
 # --- versioned upsert ------------------------------------------------------------------------

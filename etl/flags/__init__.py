@@ -1,0 +1,25 @@
+"""Serious-dishonesty (严重违法失信) and general-dishonesty (一般失信) candidate flags.
+
+`policy` reads the rules (schemas/policy/serious_dishonesty.v1.yaml), `engine` evaluates them
+over the store's as-of state, `registry` keeps every flag, its evidence and the reviewers'
+decisions. `evaluate_flags` is what `creditpipe run`, `creditpipe flags evaluate` and the
+Airflow publish DAG call.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.engine import Engine
+
+from etl.flags.engine import evaluate
+from etl.flags.policy import Policy, load_policy
+from etl.flags.registry import RegistryCounts, record
+from etl.store import db
+
+
+def evaluate_flags(engine: Engine, as_of: date, policy: Policy | None = None) -> RegistryCounts:
+    """Evaluate every rule as of `as_of` and bring the registry up to date, in one transaction."""
+    policy = policy or load_policy()
+    with db.transaction(engine) as conn:
+        return record(conn, evaluate(conn, as_of, policy))

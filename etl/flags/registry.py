@@ -1,0 +1,340 @@
+"""The flag registry: every flag ever found, its evidence, and the reviewers' decisions.
+
+An evaluation never overwrites a decision. A flag's state is, in this order:
+withdrawn (the rules no longer yield it: its evidence was revoked or corrected away) ·
+expired (its listing has ended) · the reviewer's decision (confirmed · rejected) · candidate.
+A confirmed flag whose evidence is later revoked therefore shows as withdrawn, with the decision
+kept beside it: a listing cannot stand on a revoked penalty (总局令第45号 第十一条).
+
+Only an evaluation for the newest date moves the registry; evaluating an earlier date (a
+backfill) returns its flags without touching today's states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from etl import settings
+from etl.checks.codes import message
+from etl.errors import ReviewError
+from etl.flags.engine import (
+    CANDIDATE,
+    CONFIRMED,
+    REJECTED,
+    STATE_TITLES,
+    WITHDRAWN,
+    Evaluation,
+)
+from etl.store import files
+from etl.store.load import bulk_insert
+from etl.store.query import end_of_day
+from etl.store.schema import flag, flag_decision, flag_evaluation, flag_evidence
+
+WITHDRAWN_REASON = "证据记录已撤销或更正，规则不再成立"
+DECISION_TITLES = {CONFIRMED: "确认", REJECTED: "驳回"}
+
+
+@dataclass(frozen=True)
+class RegistryCounts:
+    as_of: date
+    flags: int  # flags the rules yield as of the date
+    new: int
+    changed: int
+    withdrawn: int
+    registry_updated: bool  # False for a backfill of an earlier date
+    by_state: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["as_of"] = self.as_of.isoformat()
+        return out
+
+
+def _lock(conn: Connection) -> None:
+    """One registry writer at a time (SQLite: BEGIN IMMEDIATE already holds the write lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('flag'))"))
+
+
+def record(conn: Connection, evaluation: Evaluation) -> RegistryCounts:
+    """Bring the registry to `evaluation` and log the evaluation; returns what changed."""
+    _lock(conn)
+    now = files.utcnow()
+    latest = conn.execute(
+        sa.select(sa.func.max(flag_evaluation.c.as_of)).where(flag_evaluation.c.registry_updated)
+    ).scalar_one()
+    update = latest is None or evaluation.as_of >= latest
+    new = changed = gone = 0
+    if update:
+        new, changed, gone = _apply(conn, evaluation, now)
+    conn.execute(
+        flag_evaluation.insert().values(
+            as_of=evaluation.as_of,
+            evaluated_at=now,
+            policy_version=evaluation.policy_version,
+            flags=len(evaluation.flags),
+            new=new,
+            changed=changed,
+            withdrawn=gone,
+            registry_updated=update,
+        )
+    )
+    by_state: dict[str, int] = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            sa.select(flag.c.state, sa.func.count()).group_by(flag.c.state)
+        )
+    }
+    return RegistryCounts(
+        evaluation.as_of, len(evaluation.flags), new, changed, gone, update, by_state
+    )
+
+
+def _apply(conn: Connection, evaluation: Evaluation, now: datetime) -> tuple[int, int, int]:
+    found = evaluation.flags.copy()
+    found["content_hash"] = content_hashes(found, evaluation.evidence)
+    stored = pd.DataFrame(
+        conn.execute(
+            sa.select(flag.c.id, flag.c.state, flag.c.decision, flag.c.content_hash)
+        ).all(),
+        columns=["id", "stored_state", "decision", "stored_hash"],
+        dtype=object,
+    )
+    merged = found.merge(stored, on="id", how="left")
+    decided = merged["decision"].notna() & (merged["state"] == CANDIDATE)
+    merged["state"] = merged["state"].mask(decided, merged["decision"])
+    is_new = merged["stored_state"].isna()
+    is_changed = ~is_new & (
+        (merged["stored_hash"] != merged["content_hash"])
+        | (merged["stored_state"] != merged["state"])
+    )
+    stamp = now.isoformat(sep=" ", timespec="microseconds")
+
+    fresh = merged.loc[is_new, [*found.columns]].copy()
+    fresh["first_found"] = pd.Timestamp(evaluation.as_of)
+    fresh["last_found"] = pd.Timestamp(evaluation.as_of)
+    fresh["updated_at"] = stamp
+    bulk_insert(conn, flag, fresh)
+
+    moved = merged.loc[is_changed]
+    if len(moved):
+        ids = moved["id"].tolist()
+        _delete_evidence(conn, ids)
+        columns = [c for c in found.columns if c != "id"]
+        rows = [
+            {f"v_{k}": v for k, v in row.items()} | {"v_withdrawn_on": None, "v_state_reason": None}
+            for row in _records(moved[["id", *columns]])
+        ]
+        settable = (*columns, "withdrawn_on", "state_reason")
+        conn.execute(
+            flag.update()
+            .where(flag.c.id == sa.bindparam("v_id"))
+            .values({**{c: sa.bindparam(f"v_{c}") for c in settable}, "updated_at": now}),
+            rows,
+        )
+    touched = set(fresh["id"]) | set(moved["id"])
+    bulk_insert(
+        conn, flag_evidence, evaluation.evidence.loc[evaluation.evidence["flag_id"].isin(touched)]
+    )
+
+    missing = stored.loc[
+        ~stored["id"].isin(found["id"]) & (stored["stored_state"] != WITHDRAWN), "id"
+    ].tolist()
+    for part in _chunks(missing):
+        conn.execute(
+            flag.update()
+            .where(flag.c.id.in_(part))
+            .values(
+                state=WITHDRAWN,
+                state_reason=WITHDRAWN_REASON,
+                withdrawn_on=evaluation.as_of,
+                updated_at=now,
+            )
+        )
+    conn.execute(flag.update().where(flag.c.state != WITHDRAWN).values(last_found=evaluation.as_of))
+    return int(is_new.sum()), int(is_changed.sum()), len(missing)
+
+
+def content_hashes(flags: pd.DataFrame, evidence: pd.DataFrame) -> pd.Series:
+    """A hash per flag of everything an evaluation may change (evidence, dates, names, state)."""
+    if flags.empty:
+        return pd.Series([], index=flags.index, dtype="str")
+    line = (
+        evidence["record_key"]
+        + "|"
+        + evidence["evidence_date"].dt.strftime("%Y-%m-%d")
+        + "|"
+        + np.where(evidence["trigger"].astype(bool), "T", "E")
+    )
+    per_flag = line.groupby(evidence["flag_id"]).agg("\x1e".join)
+    head = flags[
+        ["subject_name", "subject_type", "listing_start", "listing_end", "state", "evidence_count"]
+    ].astype("str")
+    text = head.fillna("").agg("|".join, axis=1) + "\x1d" + flags["id"].map(per_flag).fillna("")
+    return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest())
+
+
+def _delete_evidence(conn: Connection, ids: list[str]) -> None:
+    for part in _chunks(ids):
+        conn.execute(flag_evidence.delete().where(flag_evidence.c.flag_id.in_(part)))
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (dates as `date`, NA as None) for executemany."""
+    out = frame.astype(object).where(frame.notna(), None)
+    for name in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[name]):
+            out[name] = [v.date() if v is not None else None for v in out[name]]
+    return out.to_dict("records")  # type: ignore[return-value]
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+def resolve(conn: Connection, flag_ref: str) -> str:
+    """A flag id from an exact id or a unique prefix of one."""
+    ref = flag_ref.strip()
+    if conn.execute(sa.select(flag.c.id).where(flag.c.id == ref)).first():
+        return ref
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    matches = (
+        conn.execute(
+            sa.select(flag.c.id)
+            .where(flag.c.id.like(f"{escaped}%", escape="\\"))
+            .order_by(flag.c.id)
+            .limit(6)
+        )
+        .scalars()
+        .all()
+    )
+    if not matches:
+        raise ReviewError(message("E_FLAG_UNKNOWN", flag=ref), code="E_FLAG_UNKNOWN")
+    if len(matches) > 1:
+        shown = "、".join(matches[:5]) + ("…" if len(matches) > 5 else "")
+        raise ReviewError(
+            message("E_FLAG_AMBIGUOUS", flag=ref, matches=shown), code="E_FLAG_AMBIGUOUS"
+        )
+    return str(matches[0])
+
+
+def decide(
+    conn: Connection,
+    flag_ref: str,
+    decision: str,
+    *,
+    by: str,
+    decision_no: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Record a reviewer's decision on a candidate flag; returns the decision as stored."""
+    if decision not in DECISION_TITLES:
+        raise ValueError(f"decision must be one of {sorted(DECISION_TITLES)}")
+    _lock(conn)
+    flag_id = resolve(conn, flag_ref)
+    row = conn.execute(sa.select(flag).where(flag.c.id == flag_id)).one()
+    if row.decision is not None:
+        last = conn.execute(
+            sa.select(flag_decision)
+            .where(flag_decision.c.flag_id == flag_id)
+            .order_by(flag_decision.c.id.desc())
+        ).first()
+        assert last is not None
+        raise ReviewError(
+            message(
+                "E_FLAG_DECIDED",
+                flag=flag_id,
+                decided_at=shanghai_time(last.decided_at),
+                decided_by=last.decided_by,
+                decision=DECISION_TITLES[last.decision],
+            ),
+            code="E_FLAG_DECIDED",
+        )
+    if row.state != CANDIDATE:
+        raise ReviewError(
+            message("E_FLAG_STATE", flag=flag_id, state=STATE_TITLES.get(row.state, row.state)),
+            code="E_FLAG_STATE",
+        )
+    now = files.utcnow()
+    values = {
+        "flag_id": flag_id,
+        "decision": decision,
+        "decided_by": by.strip(),
+        "decision_no": (decision_no or "").strip() or None,
+        "reason": (reason or "").strip() or None,
+        "decided_at": now,
+    }
+    conn.execute(flag_decision.insert().values(**values))
+    conn.execute(
+        flag.update()
+        .where(flag.c.id == flag_id)
+        .values(decision=decision, state=decision, updated_at=now)
+    )
+    return values
+
+
+def shanghai_time(moment: datetime) -> str:
+    """A stored (naive UTC) time as Shanghai wall-clock time, for people."""
+    return moment.replace(tzinfo=UTC).astimezone(settings.SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def list_flags(
+    conn: Connection, *, states: list[str] | None = None, rule: str | None = None
+) -> list[dict[str, Any]]:
+    """Flags, newest listing first, optionally narrowed by state and rule."""
+    query = sa.select(flag).order_by(flag.c.listing_start.desc(), flag.c.id)
+    if states:
+        query = query.where(flag.c.state.in_(states))
+    if rule:
+        query = query.where(flag.c.rule_id == rule)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def decisions_before(conn: Connection, day: date) -> pd.DataFrame:
+    """The latest decision per flag made before the end of `day` (for reproducible
+    publication of an earlier date)."""
+    rows = conn.execute(
+        sa.select(flag_decision)
+        .where(flag_decision.c.decided_at < end_of_day(day))
+        .order_by(flag_decision.c.id)
+    ).all()
+    frame = pd.DataFrame([dict(r._mapping) for r in rows], columns=list(flag_decision.c.keys()))
+    return frame.drop_duplicates("flag_id", keep="last").reset_index(drop=True)
+
+
+def evidence_of(conn: Connection, flag_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(flag_evidence)
+        .where(flag_evidence.c.flag_id == flag_id)
+        .order_by(flag_evidence.c.position)
+    )
+    out = []
+    for r in rows:
+        item = dict(r._mapping)
+        item["record_key"] = json.loads(item["record_key"])
+        out.append(item)
+    return out
+
+
+def history_of(conn: Connection, flag_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(flag_decision)
+        .where(flag_decision.c.flag_id == flag_id)
+        .order_by(flag_decision.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
