@@ -1,0 +1,250 @@
+"""Publicity windows: which penalties are public on a date, and until when (SPEC.md §4).
+
+`publicity(frame, profile)` classes every penalty of an as-of frame and computes its window
+(`with_publicity` sets those columns on the frame itself); `in_window(frame, day)` says which of
+them the snapshot for `day` contains. Every number and
+category comes from the profile (schemas/policy/publicity.v1.yaml); the column names come from
+its `fields`. Vectorised throughout: the only Python loops run over the profile's few classes
+and subject types, never over rows.
+
+Classes, first match wins:
+
+| class              | samr-45   | rule                                                                |
+|--------------------|-----------|---------------------------------------------------------------------|
+| `warning_only`     | never     | 处罚类别 is only 警告 (总局令第45号 第二条第二款)                     |
+| `simple_procedure` | never     | 程序类型 is 简易程序; empty 程序类型: 《行政处罚法》第五十一条 ceilings |
+| `short`            | 3 months  | only 通报批评 / 较低数额罚款 (第十三条; Shanghai thresholds)           |
+| `serious`          | profile   | a 较重 category (`ndrc-2026` only: its 严重失信 proxy)               |
+| `standard`         | 3 years   | every other penalty (第十三条)                                       |
+
+Output columns (aligned to the input's index):
+
+- `publicity_class` (str): one of the classes above; `NEVER_PUBLISHED` holds the first two.
+- `publicity_from` (datetime64[s]): 处罚决定日期, where the window starts; NaT if never published.
+- `publicity_until` (datetime64[s]): the computed 公示截止期, the *last* day of publication,
+  inclusive. 《民法典》第二百零一条、第二百零二条: the start day is not counted and the period ends
+  on the same-numbered day of the final month, or on that month's last day when it has none —
+  decided 2026-01-15 → 2026-04-15 for 3 months, 2026-01-31 → 2026-04-30, 2024-02-29 →
+  2027-02-28 for 3 years (so it is decision date + N months, with pandas' month-end clipping,
+  and *not* minus one day). A restriction lasting longer (第十三条第三款) extends it to the
+  restriction's end; a 公示截止期 the office supplied replaces the computed one. NaT if never
+  published.
+- `can_end_early` (bool): credit repair may withdraw the record before `publicity_until`. False
+  for never-published classes, classes without `repair_after`, any record holding a `no_early_end`
+  category (第十四条), and when the earliest repair date falls after the window anyway.
+- `repair_from` (datetime64[s]): the first day a credit repair may take effect, the day after
+  `repair_after` has fully run (“公示期满六个月”); NaT when the record cannot end early.
+
+Credit repair, and what the contract needs: the penalty contract has no way to say a record was
+repaired (`record_status` is 正常/撤销, and 撤销 means revoked, which the store already withdraws).
+`in_window` reads an optional boolean column `credit_repaired`; a repaired record drops out on and
+after its `repair_from` unless `can_end_early` is False. To feed it from offices' files, add to
+`schemas/penalty.v1.yaml` an [OURS] extension field, e.g. `credit_repaired` (title 信用修复,
+type enum 是/否 with look-ups, mapped to a boolean in the as-of frame), or a date field
+`credit_repaired_on` if the repair date should be kept. A repair arrives as a new version of the
+record, so the as-of state of an earlier date (a backfill) is unaffected.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+from etl.contracts import FieldSpec, load_contract
+from etl.publish.policy import Period, PublicityProfile, Yuan
+
+WARNING_ONLY = "warning_only"
+SIMPLE_PROCEDURE = "simple_procedure"
+SHORT = "short"
+SERIOUS = "serious"
+STANDARD = "standard"
+NEVER_PUBLISHED = frozenset({WARNING_ONLY, SIMPLE_PROCEDURE})
+
+CLASS = "publicity_class"
+FROM = "publicity_from"
+UNTIL = "publicity_until"
+CAN_END_EARLY = "can_end_early"
+REPAIR_FROM = "repair_from"
+REPAIRED = "credit_repaired"  # optional input column (see the module docstring)
+COLUMNS = [CLASS, FROM, UNTIL, CAN_END_EARLY, REPAIR_FROM]
+
+JOIN = ";"  # multi_enum canonical separator (etl/intake/normalise.py)
+_YUAN_PER_UNIT = {"元": Decimal(1), "万元": Decimal(10_000)}
+_DAY = np.timedelta64(1, "D")
+
+
+def publicity(frame: pd.DataFrame, profile: PublicityProfile) -> pd.DataFrame:
+    """Class, window and early-end eligibility of every penalty in `frame` (see module doc).
+
+    Raises ValueError when a value the rules depend on is outside the contract (an unknown
+    category, subject type or procedure): a record the policy cannot place is not guessed at.
+    """
+    f = profile.fields
+    contract = load_contract(profile.dataset)
+    has = _categories(frame[f.categories], contract.field(f.categories))
+    fine_ok = _FineTest(frame, profile)
+    classes = _classes(frame, profile, has, fine_ok)
+
+    anchor = frame[f.decision_date].astype("datetime64[s]")
+    windows = {SHORT: profile.short, SERIOUS: profile.serious, STANDARD: profile.standard}
+    until = _nat(frame.index)
+    repair_from = _nat(frame.index)
+    for name, window in windows.items():
+        if window is None:
+            continue
+        rows = classes == name
+        until[rows] = _add(anchor[rows], window.period)
+        if window.repair_after is not None:
+            repair_from[rows] = _add(anchor[rows], window.repair_after) + _DAY
+
+    until = _extend_to_restriction_end(frame, profile, has, until)
+    if f.supplied_until is not None and f.supplied_until in frame:
+        supplied = frame[f.supplied_until].astype("datetime64[s]")
+        until = supplied.where(supplied.notna(), until)
+    published = ~classes.isin(NEVER_PUBLISHED)
+    until = until.where(published)
+
+    locked = has[profile.no_early_end].any(axis=1)
+    can_end_early = (published & ~locked & (repair_from <= until)).astype(bool)
+    return pd.DataFrame(
+        {
+            CLASS: classes,
+            FROM: anchor.where(published),
+            UNTIL: until,
+            CAN_END_EARLY: can_end_early,
+            REPAIR_FROM: repair_from.where(can_end_early),
+        },
+        index=frame.index,
+    )
+
+
+def with_publicity(frame: pd.DataFrame, profile: PublicityProfile) -> pd.DataFrame:
+    """`frame` with `publicity`'s columns set. The contract's own `publicity_until` (公示截止期
+    as sent) is replaced by the computed one, which is what gets published; a plain `join` would
+    keep the stale column where `in_window` reads it."""
+    return frame.assign(**publicity(frame, profile))
+
+
+def in_window(frame: pd.DataFrame, day: date) -> pd.Series:
+    """Is each record public on `day`? `frame` holds `publicity`'s columns and, optionally,
+    `credit_repaired`: published class, decided on or before `day`, `day` on or before
+    `publicity_until`, and not withdrawn by a credit repair that has taken effect."""
+    when = pd.Timestamp(day)
+    published = ~frame[CLASS].isin(NEVER_PUBLISHED)
+    inside = (frame[FROM] <= when) & (frame[UNTIL] >= when)
+    if REPAIRED in frame:
+        repaired = frame[REPAIRED].fillna(False).astype(bool)
+        ended = repaired & frame[CAN_END_EARLY] & (frame[REPAIR_FROM] <= when)
+        inside &= ~ended
+    return (published & inside).astype(bool)
+
+
+def _classes(
+    frame: pd.DataFrame, profile: PublicityProfile, has: pd.DataFrame, fine_ok: _FineTest
+) -> pd.Series:
+    """The class of every row, first matching rule wins (module docstring)."""
+    simple = profile.simple_procedure
+    procedure = _procedure(frame, profile)
+    by_ceiling = procedure.isna() & _only(has, simple.ceiling_categories)
+    by_ceiling &= fine_ok(simple.max_fine_yuan)
+    rules = [
+        (WARNING_ONLY, _only(has, profile.warning_only.categories)),
+        (SIMPLE_PROCEDURE, (procedure == simple.value).fillna(False).astype(bool) | by_ceiling),
+        (SHORT, _only(has, profile.short.categories) & fine_ok(profile.short.max_fine_yuan)),
+    ]
+    if profile.serious is not None:
+        rules.append((SERIOUS, has[profile.serious.categories].any(axis=1)))
+    chosen = np.select([m.to_numpy() for _, m in rules], [n for n, _ in rules], default=STANDARD)
+    return pd.Series(chosen, index=frame.index, dtype="str")
+
+
+def _categories(values: pd.Series, spec: FieldSpec) -> pd.DataFrame:
+    """One boolean column per category of the contract: does the row's 处罚类别 hold it?"""
+    enum = spec.enum or []
+    padded = JOIN + values.fillna("").astype("str") + JOIN
+    has = pd.DataFrame(
+        {c: padded.str.contains(JOIN + c + JOIN, regex=False) for c in enum}, index=values.index
+    ).astype(bool)
+    parts = values.fillna("").astype("str").str.count(JOIN) + 1
+    parts = parts.where(values.fillna("").astype("str") != "", 0)
+    bad = (parts != has.sum(axis=1)) | (parts == 0)
+    if bad.any():
+        examples = sorted(values[bad].fillna("（空）").astype("str").unique())[:5]
+        raise ValueError(f"{spec.title}含有数据契约之外的取值或为空，无法确定公示期：{examples}")
+    return has
+
+
+def _only(has: pd.DataFrame, allowed: list[str]) -> pd.Series:
+    """The row holds at least one category and none outside `allowed`."""
+    others = [c for c in has.columns if c not in allowed]
+    return (has[allowed].any(axis=1) & ~has[others].any(axis=1)).astype(bool)
+
+
+class _FineTest:
+    """Is the row's fine within a per-subject-type limit given in 元?
+
+    A row without a fine amount passes: the contract's E_AMOUNT_REQUIRED rule guarantees an
+    amount whenever 处罚类别 includes 罚款, so a missing one means the penalty has no fine (a
+    通报批评 alone is still “only 通报批评 or a low fine”).
+    """
+
+    def __init__(self, frame: pd.DataFrame, profile: PublicityProfile) -> None:
+        f = profile.fields
+        contract = load_contract(profile.dataset)
+        self.fine = frame[f.fine]
+        self.per_unit = _YUAN_PER_UNIT[contract.field(f.fine).unit or "元"]
+        self.subject = frame[f.subject_type].astype("str")
+        spec = contract.field(f.subject_type)
+        unknown = self.subject.isna() | ~self.subject.isin(spec.enum or [])
+        if unknown.any():
+            examples = sorted(self.subject[unknown].fillna("（空）").unique())[:5]
+            raise ValueError(f"{spec.title}不是数据契约中的取值，无法确定公示期：{examples}")
+
+    def __call__(self, limits: dict[str, Yuan]) -> pd.Series:
+        within = pd.Series(False, index=self.fine.index)
+        for subject_type, yuan in limits.items():
+            below = (self.fine <= yuan / self.per_unit).fillna(False).astype(bool)
+            within |= (self.subject == subject_type) & below
+        return (self.fine.isna() | within).astype(bool)
+
+
+def _procedure(frame: pd.DataFrame, profile: PublicityProfile) -> pd.Series:
+    """程序类型 per row (NA where the file had none, or the frame has no such column)."""
+    name = profile.fields.procedure
+    if name is None or name not in frame:
+        return pd.Series(pd.NA, index=frame.index, dtype="str")
+    values = frame[name].astype("str")
+    spec = load_contract(profile.dataset).field(name)
+    unknown = values.notna() & ~values.isin(spec.enum or [])
+    if unknown.any():
+        examples = sorted(values[unknown].unique())[:5]
+        raise ValueError(f"{spec.title}不是数据契约中的取值，无法确定公示期：{examples}")
+    return values
+
+
+def _extend_to_restriction_end(
+    frame: pd.DataFrame, profile: PublicityProfile, has: pd.DataFrame, until: pd.Series
+) -> pd.Series:
+    """第十三条第三款: a restriction outlasting the window keeps the record public until it ends."""
+    extension = profile.extend_to_restriction_end
+    name = profile.fields.restriction_end
+    if extension is None or name is None:
+        return until
+    if name not in frame:
+        raise ValueError(f"公示期计算需要列 {name}（限制期限的结束日期），输入中没有")
+    end = frame[name].astype("datetime64[s]")
+    longer = has[extension.categories].any(axis=1) & (end > until).fillna(False)
+    return end.where(longer, until)
+
+
+def _add(start: pd.Series, period: Period) -> pd.Series:
+    """`start` plus `period` under 《民法典》第二百零二条 (month-end clipping: 01-31 + 1 month is
+    02-28/29). The start day is not counted (第二百零一条), so this is the period's last day."""
+    return (start + pd.DateOffset(months=period.total_months)).astype("datetime64[s]")
+
+
+def _nat(index: pd.Index) -> pd.Series:
+    return pd.Series(pd.NaT, index=index, dtype="datetime64[s]")
