@@ -233,6 +233,8 @@ def run(
         _print_totals(summary)
         if summary.flags:
             _print_flag_counts(summary.flags)
+        if summary.publication:
+            _print_publication(summary.publication)
     raise typer.Exit(EXIT_INCOMPLETE if summary.failed else 0)
 
 
@@ -278,6 +280,51 @@ def _print_totals(summary: Any) -> None:
         f"撤销 {t['withdrawn']:,}）。数据库：{summary.store}",
         markup=False,
     )
+
+
+def _print_publication(summary: Any) -> None:
+    for w in summary.datasets:
+        d = w.delta
+        state = "未变（文件与已发布的完全相同）" if w.result == "unchanged" else "已发布"
+        out.print(
+            f"公开数据 {w.dataset}（{summary.as_of}，{summary.profile}）：{state}，{w.rows:,} 行，"
+            f"增量 新增 {d['ADD']:,} / 修改 {d['MOD']:,} / 删除 {d['DEL']:,}　{w.folder}",
+            markup=False,
+        )
+    if summary.restricted:
+        out.print(
+            f"未脱敏副本（仅限授权使用）：{summary.restricted[0].folder.parent.parent}",
+            markup=False,
+        )
+
+
+@app.command()
+def publish(
+    as_of: Annotated[str | None, typer.Option(help="发布日期 YYYY-MM-DD（默认上海今天）")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="公示期政策（samr-45、ndrc-2026；默认见政策文件）")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出一个 JSON 对象")] = False,
+) -> None:
+    """发布某日的公开数据（处罚、非正常专利申请、失信名单）：Parquet、CSV、增量、描述文件、清单。"""
+    from etl import settings
+    from etl.errors import StoreError
+    from etl.publish import publish as publish_extracts
+    from etl.store import db
+
+    day = _parse_date(as_of) or settings.today_shanghai()
+    try:
+        engine = db.make_engine()
+        db.upgrade(engine)
+        summary = publish_extracts(engine, day, profile=profile)
+    except StoreError as exc:
+        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
+    else:
+        _print_publication(summary)
 
 
 # --- flags -----------------------------------------------------------------------------------
@@ -603,7 +650,7 @@ def contracts_show(dataset: Annotated[str, typer.Argument(help="数据集")] = "
 
 @app.command()
 def generate(
-    dataset: Annotated[str, typer.Argument(help="penalty")],
+    dataset: Annotated[str, typer.Argument(help="penalty 或 abnormal_patent")],
     rows: Annotated[int, typer.Option(help="行数")] = 100_000,
     out_file: Annotated[Path, typer.Option("--out", help="输出 CSV 文件")] = Path("generated.csv"),
     seed: Annotated[int, typer.Option(help="随机种子（相同种子生成相同文件）")] = 42,
