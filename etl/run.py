@@ -38,6 +38,8 @@ from etl.intake.inbox import (
     remove_processed,
 )
 from etl.offices import Office, Registry, load_offices
+from etl.publish import PublishSummary
+from etl.publish import publish as publish_extracts
 from etl.reports.receipt import write_receipt
 from etl.store import db, files
 from etl.store.load import FileLoad, MergeCounts
@@ -82,6 +84,7 @@ class RunSummary:
     files: list[FileOutcome] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     flags: RegistryCounts | None = None  # the flag evaluation after loading
+    publication: PublishSummary | None = None  # the extracts published last
 
     @property
     def failed(self) -> list[FileOutcome]:
@@ -104,6 +107,7 @@ class RunSummary:
             ],
             "totals": self.totals(),
             "flags": self.flags.to_json() if self.flags else None,
+            "publication": self.publication.to_json() if self.publication else None,
         }
 
 
@@ -114,9 +118,11 @@ def run_inbox(
     engine: Engine | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     flags: bool = True,
+    publish: bool = True,
 ) -> RunSummary:
-    """Process everything in the inbox, then evaluate the serious-dishonesty rules as of the
-    date (`flags=False` skips that); raises only when the run itself cannot complete."""
+    """Process everything in the inbox, then evaluate the serious-dishonesty rules and publish
+    the extracts for the date (`flags=False`, `publish=False` skip those steps); raises only
+    when the run itself cannot complete."""
     home = home or settings.home()
     as_of = as_of or settings.today_shanghai()
     engine = engine or db.make_engine()
@@ -135,8 +141,10 @@ def run_inbox(
                                           registry=registry))  # fmt: skip
         if on_file:
             on_file(summary.files[-1])
-    if flags:
+    if flags or publish:
         summary.flags = evaluate_flags(engine, as_of)
+    if publish:
+        summary.publication = publish_extracts(engine, as_of, home=home)
     return summary
 
 

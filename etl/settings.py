@@ -7,6 +7,8 @@
 | CREDITPIPE_OFFICES   | $CREDITPIPE_SCHEMAS/offices.yaml          | registry of offices allowed to drop  |
 | CREDITPIPE_CHUNK_ROWS| 100000                                    | rows per processing chunk            |
 | CREDITPIPE_DB_URL    | sqlite:///$CREDITPIPE_HOME/creditpipe.db  | the store (postgresql+psycopg://…)   |
+| CREDITPIPE_PUBLISH_URL | $CREDITPIPE_HOME/publish                | where extracts go (folder or fsspec) |
+| CREDITPIPE_PUBLICITY_PROFILE | the policy file's default (samr-45) | publicity-window profile        |
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def db_url() -> str:
     """The store's SQLAlchemy URL (CREDITPIPE_DB_URL, default SQLite in the home folder)."""
     url = os.environ.get("CREDITPIPE_DB_URL", "").strip()
     return url or f"sqlite:///{(home() / 'creditpipe.db').resolve()}"
+
+
+def publish_url() -> str:
+    """Where extracts are published: a folder, `file://…`, or any fsspec URL (`s3://…`).
+    Empty (the default) means `<home>/publish`."""
+    return os.environ.get("CREDITPIPE_PUBLISH_URL", "").strip()
+
+
+def publicity_profile() -> str | None:
+    """The publicity-window profile (CREDITPIPE_PUBLICITY_PROFILE; None: the file's default)."""
+    return os.environ.get("CREDITPIPE_PUBLICITY_PROFILE", "").strip() or None
 
 
 def chunk_rows() -> int:

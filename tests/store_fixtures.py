@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -34,6 +35,24 @@ def _postgres_url() -> str:
     return url
 
 
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL of a fresh PostgreSQL schema, dropped afterwards."""
+    base = sa.make_url(_postgres_url())
+    schema = f"cp_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -44,21 +63,9 @@ def store_url(
         monkeypatch.setenv("CREDITPIPE_DB_URL", url)
         yield url
         return
-    base = sa.make_url(_postgres_url())
-    schema = f"cp_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    monkeypatch.setenv("CREDITPIPE_DB_URL", url)
-    try:
+    with postgres_schema() as url:
+        monkeypatch.setenv("CREDITPIPE_DB_URL", url)
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.fixture
@@ -94,8 +101,9 @@ def drop(_isolated_home: Path) -> Callable[..., Path]:
 def run(engine: Engine, _isolated_home: Path) -> Callable[..., RunSummary]:
     """`run_inbox` on the test's home and store."""
 
-    def go(as_of: date = date(2026, 11, 21)) -> RunSummary:
-        return run_inbox(as_of=as_of, home=_isolated_home, engine=engine)
+    def go(as_of: date = date(2026, 11, 21), publish: bool = False) -> RunSummary:
+        # Publication has its own tests (tests/publish); most store tests need not pay for it.
+        return run_inbox(as_of=as_of, home=_isolated_home, engine=engine, publish=publish)
 
     return go
 

@@ -2,5 +2,212 @@
 
 `policy` loads `schemas/policy/publicity.v1.yaml` (profiles `samr-45`, `ndrc-2026`); `windows`
 says which penalties are public on a date and until when; `masking` prepares a frame for the
-public extracts. All of them are pure functions over pandas frames: no I/O beyond the policy file.
+public extracts; `extract` reads what is published for a date; `writer` writes the files and
+commits them atomically. `publish` ties them together for `creditpipe publish`, the end of
+`creditpipe run` and the Airflow publish DAG.
+
+Targets: `publish/<dataset>/<D>/` (masked, public) and `restricted/<dataset>/<D>/` (the unmasked
+twin, always a local folder under the home). `CREDITPIPE_PUBLISH_URL` may move the public root to
+another folder or to an object store (any fsspec URL): files are then written locally first and
+uploaded under the dated prefix, `manifest.json` last, and the `LATEST` object after that.
 """
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from etl import settings
+from etl.publish import writer
+from etl.publish.extract import DATASETS, Extract, extract
+from etl.publish.policy import PublicityProfile, load_publicity_policy
+
+log = logging.getLogger(__name__)
+PUBLIC, RESTRICTED = "public", "restricted"
+
+
+@dataclass
+class PublishSummary:
+    as_of: date
+    profile: str
+    root: str
+    datasets: list[writer.Written] = field(default_factory=list)
+    restricted: list[writer.Written] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "profile": self.profile,
+            "root": self.root,
+            "datasets": [w.to_json() for w in self.datasets],
+            "restricted": [w.to_json() for w in self.restricted],
+        }
+
+
+def publish(
+    engine: Engine,
+    as_of: date,
+    *,
+    home: Path | None = None,
+    url: str | None = None,
+    profile: str | None = None,
+    datasets: tuple[str, ...] = DATASETS,
+    chunk_rows: int | None = None,
+) -> PublishSummary:
+    """Publish every dataset for `as_of`: snapshot, delta, descriptors, atomic commit."""
+    home = home or settings.home()
+    target = url or settings.publish_url() or str(home / "publish")
+    local, remote = _split_target(target, home)
+    policy = load_publicity_policy(profile or settings.publicity_profile())
+    chunk = chunk_rows or settings.chunk_rows()
+    summary = PublishSummary(as_of, policy.name, target)
+    with engine.connect() as conn:
+        for dataset in datasets:
+            public, restricted = _publish_one(
+                conn, dataset, as_of, policy, local / dataset, home / "restricted" / dataset, chunk
+            )
+            if remote is not None:
+                _upload(public.folder, remote, dataset, as_of)
+            summary.datasets.append(public)
+            summary.restricted.append(restricted)
+    return summary
+
+
+def _split_target(target: str, home: Path) -> tuple[Path, str | None]:
+    """A local root, and the remote URL when the target is not a local folder."""
+    if target.startswith("file://"):
+        return Path(target.removeprefix("file://")), None
+    if "://" not in target:
+        return Path(target).expanduser(), None
+    return home / "publish", target
+
+
+def _publish_one(
+    conn: Connection,
+    dataset: str,
+    day: date,
+    policy: PublicityProfile,
+    public_root: Path,
+    restricted_root: Path,
+    chunk: int,
+) -> tuple[writer.Written, writer.Written]:
+    with writer.dataset_lock(public_root), writer.dataset_lock(restricted_root):
+        for root in (public_root, restricted_root):
+            for stale in writer.clean_stale(root):
+                log.warning("清理上次中断留下的临时目录 %s", stale)
+        ext = extract(conn, dataset, day, policy, chunk)
+        tmp = {
+            PUBLIC: public_root / f".tmp-{day}-{os.getpid()}",
+            RESTRICTED: restricted_root / f".tmp-{day}-{os.getpid()}",
+        }
+        for folder in tmp.values():
+            folder.mkdir(parents=True)
+        snapshots = {
+            PUBLIC: writer.Snapshot(tmp[PUBLIC], dataset, ext.public, ext.key),
+            RESTRICTED: writer.Snapshot(tmp[RESTRICTED], dataset, ext.restricted, ext.key),
+        }
+        for public_rows, restricted_rows in ext.chunks:
+            if len(public_rows):
+                snapshots[PUBLIC].write(public_rows)
+            if len(restricted_rows):
+                snapshots[RESTRICTED].write(restricted_rows)
+        written = []
+        for audience, root in ((PUBLIC, public_root), (RESTRICTED, restricted_root)):
+            hashes = snapshots[audience].close()
+            written.append(
+                _finish(
+                    ext,
+                    audience,
+                    snapshots[audience],
+                    hashes,
+                    tmp[audience],
+                    root,
+                    day,
+                    policy,
+                    chunk,
+                )
+            )
+        return written[0], written[1]
+
+
+def _finish(
+    ext: Extract,
+    audience: str,
+    snapshot: writer.Snapshot,
+    hashes: Any,
+    tmp: Path,
+    root: Path,
+    day: date,
+    policy: PublicityProfile,
+    chunk: int,
+) -> writer.Written:
+    dataset = ext.dataset
+    columns = ext.public if audience == PUBLIC else ext.restricted
+    previous = writer.previous_folder(root, day)
+    delta = writer.write_delta(tmp, dataset, columns, ext.key, hashes, previous, chunk)
+    counts = {
+        f"{dataset}.parquet": snapshot.rows,
+        f"{dataset}.csv": snapshot.rows,
+        f"{dataset}.delta.parquet": sum(delta.values()),
+        f"{dataset}.delta.csv": sum(delta.values()),
+    }
+    package = writer.datapackage(tmp, dataset, columns, ext.key, counts)
+    writer.write_json(tmp / "datapackage.json", package)
+    digest = hashlib.sha256("".join(r["hash"] for r in package["resources"]).encode()).hexdigest()
+    previous_manifest = _read_manifest(previous)
+    manifest = {
+        "dataset": dataset,
+        "audience": audience,
+        "as_of": day.isoformat(),
+        "version": f"{dataset}/{day.isoformat()}/{digest[:12]}",
+        "previous_version": previous_manifest.get("version"),
+        "previous_as_of": previous_manifest.get("as_of"),
+        "rows": counts,
+        "delta": delta,
+        "policy_profile": policy.name,
+        "policy_basis": policy.basis,
+        "contract": ext.version,
+        "primary_key": ext.key,
+        "masked": audience == PUBLIC,
+        "result": "complete",
+    }
+    writer.write_json(tmp / "manifest.json", manifest)
+    writer.fsync_folder(tmp)
+    final = root / day.isoformat()
+    result = writer.commit(tmp, final)
+    writer.point_latest(root, day)
+    return writer.Written(dataset, day, final, snapshot.rows, delta, result, manifest)
+
+
+def _read_manifest(folder: Path | None) -> dict[str, Any]:
+    import json
+
+    if folder is None:
+        return {}
+    try:
+        payload = json.loads((folder / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _upload(folder: Path, url: str, dataset: str, day: date) -> None:
+    """Copy a committed folder to an object store: data files, then `manifest.json` (a consumer
+    trusts a prefix only once its manifest exists), then the `LATEST` object."""
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(url)
+    prefix = f"{base.rstrip('/')}/{dataset}/{day.isoformat()}"
+    fs.makedirs(prefix, exist_ok=True)
+    names = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    for name in [*names, "manifest.json"]:
+        fs.put_file(str(folder / name), f"{prefix}/{name}")
+    latest = (folder.parent / "LATEST").read_text("utf-8")
+    fs.pipe_file(f"{base.rstrip('/')}/{dataset}/LATEST", latest.encode())
