@@ -308,19 +308,11 @@ def publish(
 ) -> None:
     """发布某日的公开数据（处罚、非正常专利申请、失信名单）：Parquet、CSV、增量、描述文件、清单。"""
     from etl import settings
-    from etl.errors import StoreError
     from etl.publish import publish as publish_extracts
-    from etl.store import db
 
     day = _parse_date(as_of) or settings.today_shanghai()
-    try:
-        engine = db.make_engine()
-        db.upgrade(engine)
-        summary = publish_extracts(engine, day, profile=profile)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
-    except ConfigError as exc:
-        raise _fail(exc.message, EXIT_CONFIG) from None
+    with _store_errors():
+        summary = publish_extracts(_engine(), day, profile=profile)
     if as_json:
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -333,18 +325,36 @@ _FLAG_STATES = ["candidate", "confirmed", "rejected", "expired", "withdrawn"]
 
 
 @contextmanager
-def _store(write: bool = False) -> Iterator[Any]:
-    """A connection to the migrated store; an unreachable store exits with code 5."""
+def _store_errors() -> Iterator[None]:
+    """An unreachable store exits with code 5, a broken configuration file with code 3."""
     from etl.errors import StoreError
-    from etl.store import db
 
     try:
-        engine = db.make_engine()
-        db.upgrade(engine)
-        with db.transaction(engine) if write else engine.connect() as conn:
-            yield conn
+        yield
     except StoreError as exc:
         raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    except ConfigError as exc:
+        raise _fail(exc.message, EXIT_CONFIG) from None
+
+
+def _engine() -> Any:
+    """The store's engine, its schema brought to the newest migration."""
+    from etl.store import db
+
+    engine = db.make_engine()
+    db.upgrade(engine)
+    return engine
+
+
+@contextmanager
+def _store(write: bool = False) -> Iterator[Any]:
+    """A connection to the migrated store (a transaction when `write`)."""
+    from etl.store import db
+
+    with _store_errors():
+        engine = _engine()
+        with db.transaction(engine) if write else engine.connect() as conn:
+            yield conn
 
 
 def _print_flag_counts(counts: Any) -> None:
@@ -368,17 +378,11 @@ def flags_evaluate(
 ) -> None:
     """按失信规则（schemas/policy/serious_dishonesty.v1.yaml）评估截至某日的数据，更新标记库。"""
     from etl import settings
-    from etl.errors import StoreError
     from etl.flags import evaluate_flags
-    from etl.store import db
 
     day = _parse_date(as_of) or settings.today_shanghai()
-    try:
-        engine = db.make_engine()
-        db.upgrade(engine)
-        counts = evaluate_flags(engine, day)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    with _store_errors():
+        counts = evaluate_flags(_engine(), day)
     if as_json:
         sys.stdout.write(json.dumps(counts.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -544,22 +548,15 @@ def report_withdrawal_rate(
 ) -> None:
     """非正常专利申请撤回率：各区与全市平均（CSV、JSON、带柱状图的 HTML）。"""
     from etl import settings
-    from etl.errors import StoreError
     from etl.reports.withdrawal import DEFINITION, display_table, withdrawal_rate, write_report
-    from etl.store import db
 
     first, last = _parse_date(start), _parse_date(end)
     assert first is not None and last is not None
     if last < first:
         raise _fail(f"--to（{last}）早于 --from（{first}）", EXIT_USAGE)
     day = _parse_date(as_of) or settings.today_shanghai()
-    try:
-        engine = db.make_engine()
-        db.upgrade(engine)
-        with engine.connect() as conn:
-            report = withdrawal_rate(conn, first, last, day)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
+    with _store() as conn:
+        report = withdrawal_rate(conn, first, last, day)
     paths = write_report(report, out_dir or settings.home() / "reports")
     shown = display_table(report).drop(columns=["区划代码"])
     title = f"非正常专利申请撤回率（通知日期 {first} 至 {last}，状态截至 {day}）"
