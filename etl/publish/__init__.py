@@ -31,6 +31,11 @@ from etl.publish.policy import PublicityProfile, load_publicity_policy
 
 log = logging.getLogger(__name__)
 PUBLIC, RESTRICTED = "public", "restricted"
+# Rows per chunk when publishing. Fixed, not CREDITPIPE_CHUNK_ROWS: the chunks become the Parquet
+# row groups, so a different size would change the bytes of a republished date. Published rows
+# are wide (all contract fields, public and restricted copies, text and hashes at once): 25,000
+# keeps 1,000,000 records near 650 MB (100,000 took 1.25 GB; bench/flags_publish_bench.py).
+PUBLISH_CHUNK_ROWS = 25_000
 
 
 @dataclass
@@ -66,7 +71,7 @@ def publish(
     target = url or settings.publish_url() or str(home / "publish")
     local, remote = _split_target(target, home)
     policy = load_publicity_policy(profile or settings.publicity_profile())
-    chunk = chunk_rows or settings.chunk_rows()
+    chunk = chunk_rows or PUBLISH_CHUNK_ROWS
     summary = PublishSummary(as_of, policy.name, target)
     with engine.connect() as conn:
         for dataset in datasets:
