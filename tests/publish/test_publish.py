@@ -205,12 +205,13 @@ def test_sqlite_and_postgresql_publish_identical_files(tmp_path, monkeypatch) ->
             engine = db.make_engine(url)
             try:
                 run_inbox(as_of=date(2026, 11, 21), home=home, engine=engine)
-                folder = home / "publish" / "penalty" / "2026-11-21"
-                hashes.append({p.name: sha256_of(p) for p in sorted(folder.iterdir())})
+                folders = sorted((home / "publish").glob("*/2026-11-21"))
+                hashes.append({str(p.relative_to(home)): sha256_of(p)
+                               for folder in folders for p in sorted(folder.iterdir())})  # fmt: skip
             finally:
                 engine.dispose()
     assert hashes[0] == hashes[1]
-    assert len(hashes[0]) == 6
+    assert len(hashes[0]) == 18  # three datasets, six files each
 
 
 def test_an_fsspec_target_gets_the_dated_prefix_then_latest(engine, drop, run) -> None:
