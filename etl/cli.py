@@ -353,7 +353,7 @@ def _store(write: bool = False) -> Iterator[Any]:
 
     with _store_errors():
         engine = _engine()
-        with db.transaction(engine) if write else engine.connect() as conn:
+        with db.transaction(engine) if write else db.reading(engine) as conn:
             yield conn
 
 

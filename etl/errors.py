@@ -50,3 +50,20 @@ class ReviewError(CreditpipeError):
     """A review command cannot be applied to the flag it names (unknown, decided, not open)."""
 
     code = "E_FLAG_UNKNOWN"
+
+
+class PublishError(CreditpipeError):
+    """Publication cannot complete; nothing partial is left behind."""
+
+    code = "E_PUBLISH"
+
+
+class PersonalDataError(PublishError):
+    """A public file would contain a full resident ID number: publication stops instead."""
+
+    code = "E_PUBLISH_PERSONAL_ID"
+
+    def __init__(self, column: str) -> None:
+        from etl.checks.codes import message
+
+        super().__init__(message("E_PUBLISH_PERSONAL_ID", column=column))

@@ -91,7 +91,8 @@ def drop(_isolated_home: Path) -> Callable[..., Path]:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         header = PATENT_HEADER if dataset == "abnormal_patent" else HEADER
-        path.write_bytes(to_csv(rows, header).encode(encoding))
+        extra = [k for row in rows for k in row if k not in header]  # e.g. 工商注册号
+        path.write_bytes(to_csv(rows, header + list(dict.fromkeys(extra))).encode(encoding))
         return path
 
     return put

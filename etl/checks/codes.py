@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Level = Literal["row", "file", "warning", "review"]
+Level = Literal["row", "file", "warning", "review", "publish"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,12 @@ CODES: dict[str, Code] = {
     ),
     "E_FLAG_STATE": Code(
         "review", "失信标记 {flag} 当前状态为「{state}」，只有待审核的标记可以审核"
+    ),
+    # Publication (creditpipe publish, the end of creditpipe run): nothing partial is written.
+    "E_PUBLISH": Code("publish", "无法发布 {dataset}（{as_of}）：{detail}"),
+    "E_PUBLISH_PERSONAL_ID": Code(
+        "publish",
+        "公开数据的「{column}」列中有无法自动脱敏的身份证号码，本次发布已停止，未写入任何文件",
     ),
     # Warnings: the file is processed; the office should still look.
     "W_UNKNOWN_COLUMN": Code("warning", "以下列不属于数据规范，已忽略：{columns}"),

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from etl.flags.engine import evaluate
 from etl.flags.policy import Policy, load_policy
-from etl.flags.registry import RegistryCounts, record
+from etl.flags.registry import RegistryCounts, lock, record
 from etl.store import db
 
 
@@ -22,4 +22,5 @@ def evaluate_flags(engine: Engine, as_of: date, policy: Policy | None = None) ->
     """Evaluate every rule as of `as_of` and bring the registry up to date, in one transaction."""
     policy = policy or load_policy()
     with db.transaction(engine) as conn:
+        lock(conn)  # before reading: an older evaluation must not overwrite a newer one
         return record(conn, evaluate(conn, as_of, policy))

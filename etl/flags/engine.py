@@ -12,7 +12,7 @@ subject dated at most `window_days` before it, up to and including its own date.
 least `min_count` records qualifies. The records lying in some qualifying window are the
 evidence; evidence records of a subject at most `window_days` apart form one flag (a subject
 that keeps offending extends its flag rather than collecting new ones). The flag's id hashes the
-rule, the subject and the keys of its *first* qualifying window, so a later record never changes
+rule, the and the keys of its *first* qualifying window, so a later record never changes
 it; if evidence in that window is revoked or corrected away, the rule no longer yields that id
 and the old flag is withdrawn.
 """
@@ -169,9 +169,13 @@ def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
     key = pd.Series(pd.NA, index=rows.index, dtype="str")
     ident = key.copy()
     kind = key.copy()
+    contract = load_contract(subject.dataset)
     for identifier in reversed(subject.identifiers):
         value = rows[identifier.field].astype("str").str.strip()
         present = value.notna() & (value != "")
+        placeholder = contract.field(identifier.field).placeholder
+        if placeholder:  # e.g. the 个体工商户 USCC placeholder names nobody in particular
+            present &= value != placeholder
         ident = ident.mask(present, value)
         kind = kind.mask(present, identifier.kind)
     out = rows.copy()
@@ -266,12 +270,7 @@ def _summarise(
         .groupby("episode", sort=True)["record_key"]
         .agg(lambda keys: "\x1e".join(sorted(keys)))
     )
-    flags["id"] = [
-        flag_id(rule.id, subject, keys)
-        for subject, keys in zip(
-            flags["subject_key"], trigger_keys.reindex(flags.index), strict=True
-        )
-    ]
+    flags["id"] = [flag_id(rule.id, keys) for keys in trigger_keys.reindex(flags.index)]
     flags["rule_id"] = rule.id
     flags["severity"] = rule.severity
     flags["title"] = rule.title
@@ -296,9 +295,12 @@ def listing_end(start: pd.Series, years: int) -> pd.Series:
     return (start + pd.DateOffset(years=years)).astype("datetime64[s]")
 
 
-def flag_id(rule_id: str, subject_key: str, trigger_keys: str) -> str:
-    """A flag's stable id: the rule, then a hash of rule, subject and first-window keys."""
-    digest = hashlib.sha256(f"{rule_id}\x1f{subject_key}\x1f{trigger_keys}".encode()).hexdigest()
+def flag_id(rule_id: str, trigger_keys: str) -> str:
+    """A flag's stable id: the rule, then a hash of the rule and the natural keys of its first
+    qualifying window. The subject's identifier is deliberately left out: the evidence keys are
+    published, and a hash over a person's ID number with only ~10^6 unknown combinations (the
+    masked middle) could be reversed; the keys already tie the flag to one subject."""
+    digest = hashlib.sha256(f"{rule_id}\x1f{trigger_keys}".encode()).hexdigest()
     return f"{rule_id}-{digest[:16]}"
 
 

@@ -40,6 +40,7 @@ from etl.store.query import end_of_day
 from etl.store.schema import flag, flag_decision, flag_evaluation, flag_evidence
 
 WITHDRAWN_REASON = "证据记录已撤销或更正，规则不再成立"
+SUPERSEDED_REASON = "已由 {successor} 取代：补报了更早的证据记录，认定窗口变化，需重新审核"
 DECISION_TITLES = {CONFIRMED: "确认", REJECTED: "驳回"}
 
 
@@ -59,7 +60,7 @@ class RegistryCounts:
         return out
 
 
-def _lock(conn: Connection) -> None:
+def lock(conn: Connection) -> None:
     """One registry writer at a time (SQLite: BEGIN IMMEDIATE already holds the write lock)."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('flag'))"))
@@ -67,7 +68,7 @@ def _lock(conn: Connection) -> None:
 
 def record(conn: Connection, evaluation: Evaluation) -> RegistryCounts:
     """Bring the registry to `evaluation` and log the evaluation; returns what changed."""
-    _lock(conn)
+    lock(conn)
     now = files.utcnow()
     latest = conn.execute(
         sa.select(sa.func.max(flag_evaluation.c.as_of)).where(flag_evaluation.c.registry_updated)
@@ -104,12 +105,19 @@ def _apply(conn: Connection, evaluation: Evaluation, now: datetime) -> tuple[int
     found["content_hash"] = content_hashes(found, evaluation.evidence)
     stored = pd.DataFrame(
         conn.execute(
-            sa.select(flag.c.id, flag.c.state, flag.c.decision, flag.c.content_hash)
+            sa.select(
+                flag.c.id,
+                flag.c.state,
+                flag.c.decision,
+                flag.c.content_hash,
+                flag.c.rule_id,
+                flag.c.subject_key,
+            )
         ).all(),
-        columns=["id", "stored_state", "decision", "stored_hash"],
+        columns=["id", "stored_state", "decision", "stored_hash", "rule_id", "subject_key"],
         dtype=object,
     )
-    merged = found.merge(stored, on="id", how="left")
+    merged = found.merge(stored.drop(columns=["rule_id", "subject_key"]), on="id", how="left")
     decided = merged["decision"].notna() & (merged["state"] == CANDIDATE)
     merged["state"] = merged["state"].mask(decided, merged["decision"])
     is_new = merged["stored_state"].isna()
@@ -146,22 +154,31 @@ def _apply(conn: Connection, evaluation: Evaluation, now: datetime) -> tuple[int
         conn, flag_evidence, evaluation.evidence.loc[evaluation.evidence["flag_id"].isin(touched)]
     )
 
-    missing = stored.loc[
-        ~stored["id"].isin(found["id"]) & (stored["stored_state"] != WITHDRAWN), "id"
-    ].tolist()
-    for part in _chunks(missing):
+    gone = stored.loc[~stored["id"].isin(found["id"]) & (stored["stored_state"] != WITHDRAWN)]
+    # The same rule still fires for the subject under another id: its first window moved (a
+    # record dated earlier arrived late). Say so; the successor needs review again.
+    successors = found.loc[found["state"] != WITHDRAWN, ["rule_id", "subject_key", "id"]]
+    named = gone.merge(
+        successors.rename(columns={"id": "successor"}), on=["rule_id", "subject_key"], how="left"
+    ).drop_duplicates("id")
+    reasons = [
+        WITHDRAWN_REASON if pd.isna(successor) else SUPERSEDED_REASON.format(successor=successor)
+        for successor in named["successor"]
+    ]
+    if len(named):
         conn.execute(
             flag.update()
-            .where(flag.c.id.in_(part))
+            .where(flag.c.id == sa.bindparam("v_id"))
             .values(
                 state=WITHDRAWN,
-                state_reason=WITHDRAWN_REASON,
+                state_reason=sa.bindparam("v_reason"),
                 withdrawn_on=evaluation.as_of,
                 updated_at=now,
-            )
+            ),
+            [{"v_id": i, "v_reason": r} for i, r in zip(named["id"], reasons, strict=True)],
         )
     conn.execute(flag.update().where(flag.c.state != WITHDRAWN).values(last_found=evaluation.as_of))
-    return int(is_new.sum()), int(is_changed.sum()), len(missing)
+    return int(is_new.sum()), int(is_changed.sum()), len(named)
 
 
 def content_hashes(flags: pd.DataFrame, evidence: pd.DataFrame) -> pd.Series:
@@ -242,7 +259,7 @@ def decide(
     """Record a reviewer's decision on a candidate flag; returns the decision as stored."""
     if decision not in DECISION_TITLES:
         raise ValueError(f"decision must be one of {sorted(DECISION_TITLES)}")
-    _lock(conn)
+    lock(conn)
     flag_id = resolve(conn, flag_ref)
     row = conn.execute(sa.select(flag).where(flag.c.id == flag_id)).one()
     if row.decision is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -25,9 +26,13 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from etl import settings
+from etl.checks.codes import message
+from etl.errors import CreditpipeError, PublishError
 from etl.publish import writer
 from etl.publish.extract import DATASETS, Extract, extract
+from etl.publish.masking import redact_personal_ids
 from etl.publish.policy import PublicityProfile, load_publicity_policy
+from etl.store import db
 
 log = logging.getLogger(__name__)
 PUBLIC, RESTRICTED = "public", "restricted"
@@ -73,7 +78,7 @@ def publish(
     policy = load_publicity_policy(profile or settings.publicity_profile())
     chunk = chunk_rows or PUBLISH_CHUNK_ROWS
     summary = PublishSummary(as_of, policy.name, target)
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         for dataset in datasets:
             public, restricted = _publish_one(
                 conn, dataset, as_of, policy, local / dataset, home / "restricted" / dataset, chunk
@@ -118,27 +123,30 @@ def _publish_one(
             PUBLIC: writer.Snapshot(tmp[PUBLIC], dataset, ext.public, ext.key),
             RESTRICTED: writer.Snapshot(tmp[RESTRICTED], dataset, ext.restricted, ext.key),
         }
-        for public_rows, restricted_rows in ext.chunks:
-            if len(public_rows):
-                snapshots[PUBLIC].write(public_rows)
-            if len(restricted_rows):
-                snapshots[RESTRICTED].write(restricted_rows)
-        written = []
-        for audience, root in ((PUBLIC, public_root), (RESTRICTED, restricted_root)):
-            hashes = snapshots[audience].close()
-            written.append(
-                _finish(
-                    ext,
-                    audience,
-                    snapshots[audience],
-                    hashes,
-                    tmp[audience],
-                    root,
-                    day,
-                    policy,
-                    chunk,
-                )
-            )
+        try:
+            for public_rows, restricted_rows in ext.chunks:
+                if len(public_rows):
+                    snapshots[PUBLIC].write(redact_personal_ids(public_rows, day))
+                if len(restricted_rows):
+                    snapshots[RESTRICTED].write(restricted_rows)
+            written = []
+            for audience, root in ((PUBLIC, public_root), (RESTRICTED, restricted_root)):
+                hashes = snapshots[audience].close()
+                written.append(
+                    _finish(
+                        ext, audience, snapshots[audience], hashes, tmp[audience], root, day,
+                        policy, chunk,
+                    )
+                )  # fmt: skip
+        except Exception as exc:  # an error (not a crash): leave nothing behind, say why
+            for folder in tmp.values():
+                shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, CreditpipeError):
+                raise
+            if isinstance(exc, ValueError):  # a value the policy cannot place
+                detail = message("E_PUBLISH", dataset=dataset, as_of=day, detail=exc)
+                raise PublishError(detail) from exc
+            raise
         return written[0], written[1]
 
 

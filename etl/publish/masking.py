@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from etl import settings
 from etl.checks.identifiers import check_resident_id
+from etl.errors import PersonalDataError
 from etl.publish.policy import Masking, MaskRule, PublicityProfile
 
 ID_LENGTH = 18  # GB 11643-1999
@@ -100,10 +101,13 @@ def _rows(frame: pd.DataFrame, rule: MaskRule) -> pd.Series:
     """The rows `rule` applies to."""
     if rule.subject_field is None:
         return pd.Series(True, index=frame.index)
+    if rule.subject_field not in frame and not rule.mask_when_missing:
+        return pd.Series(False, index=frame.index)  # nothing says 身份证: other rules decide
     if rule.subject_field not in frame:
         raise ValueError(f"脱敏 {rule.field} 需要列 {rule.subject_field}（主体类别），输入中没有")
     subject = frame[rule.subject_field]
-    return (subject.isin(rule.subject_types or []) | subject.isna()).astype(bool)
+    missing = subject.isna() if rule.mask_when_missing else pd.Series(False, index=frame.index)
+    return (subject.isin(rule.subject_types or []) | missing).astype(bool)
 
 
 def _windows(
@@ -118,3 +122,34 @@ def _windows(
     matrix = np.ascontiguousarray(sliding_window_view(buffer, ID_LENGTH)[offsets])
     text = matrix.view(f"S{ID_LENGTH}").ravel().astype(f"U{ID_LENGTH}")
     return pd.Series(text, dtype="str"), np.repeat(owners, per_token)
+
+
+_DIGIT_RUN = r"[0-9０-９]{17}"  # a cell that cannot hold an ID number skips the full check
+_DIGIT = "[0-9０-９]"
+_ID_INSIDE = f"({_DIGIT}{{3}}){_DIGIT}{{11}}({_DIGIT}{{3}}[0-9０-９XxＸｘ])"  # 3 + 11 hidden + 4
+
+
+def redact_personal_ids(frame: pd.DataFrame, today: date | None = None) -> pd.DataFrame:
+    """The last line of defence for public files: a resident ID number written anywhere else
+    (违法事实, 备注, a name column) keeps its first 3 and last 4 characters like a masked field;
+    full-width digits are matched too, and nothing else in the cell changes.
+    Raises PersonalDataError if any cell still holds a valid ID afterwards: never publish one."""
+    out = frame.copy()
+    for name in out.columns:
+        if out[name].dtype != "str" and out[name].dtype != object:
+            continue
+        text = pa.array(out[name].astype("str")).fill_null("")
+        maybe = pc.match_substring_regex(text, _DIGIT_RUN).to_numpy(zero_copy_only=False)
+        if not maybe.any():
+            continue
+        cells = out.loc[maybe, name].astype("str")
+        found = find_personal_ids(cells, today)
+        if not found.any():
+            continue
+        hit = cells[found]
+        redacted = pc.replace_substring_regex(pa.array(hit), _ID_INSIDE, "\\1***********\\2")
+        fixed = pd.Series(redacted.to_pylist(), index=hit.index, dtype="str")
+        if find_personal_ids(fixed, today).any():
+            raise PersonalDataError(name)
+        out.loc[hit.index, name] = fixed
+    return out

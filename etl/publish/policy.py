@@ -119,6 +119,9 @@ class MaskRule(Strict):
     field: str
     subject_field: str | None = None
     subject_types: list[str] | None = Field(default=None, min_length=1)
+    mask_when_missing: bool = Field(
+        default=True, description="mask rows whose subject_field is empty (cannot be cleared)"
+    )
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> MaskRule:
@@ -261,7 +264,8 @@ class _Checker:
         """Every value in `given` must be one of the field's enumerated values."""
         if spec is None:
             return
-        allowed = spec.enum or []
+        lookup = self.contract.lookups.get(spec.lookup or "", {})
+        allowed = spec.enum or list(lookup)
         unknown = [v for v in given if v not in allowed]
         if unknown:
             self.problems.append(
@@ -323,7 +327,8 @@ def _masking_problems(masking: Masking, where: str) -> list[str]:
         check = _Checker(load_contract(dataset), key, problems)
         for i, rule in enumerate(rules.mask):
             check.field(f"mask.{i}.field", rule.field)
-            subject = check.field(f"mask.{i}.subject_field", rule.subject_field, "enum")
+            # An enum, or a text field whose look-up gives canonical values (证件类型 → 身份证).
+            subject = check.field(f"mask.{i}.subject_field", rule.subject_field, "enum", "text")
             check.values(f"mask.{i}.subject_types", rule.subject_types or [], subject)
         for i, name in enumerate(rules.drop):
             check.field(f"drop.{i}", name)

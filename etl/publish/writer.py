@@ -320,10 +320,23 @@ def dataset_lock(root: Path) -> Iterator[None]:
 
 
 def clean_stale(root: Path) -> list[Path]:
-    """Remove temporary folders a crashed publisher left (we hold the dataset lock)."""
-    stale = [p for p in root.glob(".tmp-*") if p.is_dir()] + [p for p in root.glob(".old-*")]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+    """Undo what a crashed publisher left (we hold the dataset lock): temporary folders and
+    `LATEST` files are removed; a previous version moved aside (`.old-<D>-<pid>`) whose date
+    folder is missing — the crash came between the two renames of `commit` — is put back."""
+    stale = []
+    for old in sorted(root.glob(".old-*")):
+        final = root / old.name[len(".old-") :][: len("YYYY-MM-DD")]
+        if old.is_dir() and not final.exists():
+            os.rename(old, final)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+        stale.append(old)
+    for tmp in sorted(root.glob(".tmp-*")):
+        shutil.rmtree(tmp, ignore_errors=True)
+        stale.append(tmp)
+    for latest in sorted(root.glob(".LATEST.*")):
+        latest.unlink(missing_ok=True)
+        stale.append(latest)
     return stale
 
 

@@ -55,8 +55,33 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE takes the write lock up front: two writers queue on the busy timeout rather
-    # than deadlock when both try to upgrade a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # than deadlock when both try to upgrade a read lock. A reading connection (`reading`)
+    # begins DEFERRED: under WAL it reads a snapshot and never blocks the writers.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+READ_ONLY = "creditpipe_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection that sees one consistent snapshot for all its statements
+    (SQLite: a deferred transaction under WAL; PostgreSQL: REPEATABLE READ, READ ONLY), so a
+    publication reads every dataset as of the same moment and blocks no loader."""
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            else:
+                conn.execution_options(**{READ_ONLY: True})
+            yield conn
+    except sa.exc.OperationalError as exc:
+        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
+            raise StoreError(f"无法连接数据库 {describe(engine)}：{exc.orig}") from None
+        raise
 
 
 def describe(engine: Engine) -> str:

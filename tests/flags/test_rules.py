@@ -75,7 +75,7 @@ def test_heavy_penalty_for_an_ip_violation_is_one_flag_per_penalty(engine, drop,
     heavy = _of(_evaluate(engine), "SD-IP-HEAVY")
     assert len(heavy) == 2
     first = heavy.sort_values("listing_start").iloc[0]
-    assert first["id"] == flag_id("SD-IP-HEAVY", ORG, _key(_no(1)))
+    assert first["id"] == flag_id("SD-IP-HEAVY", _key(_no(1)))
     assert first["listing_start"] == pd.Timestamp("2026-03-02")
     assert first["listing_end"] == pd.Timestamp("2029-03-02")
     assert first["severity"] == "serious" and "第九条" in first["basis"]
@@ -114,7 +114,7 @@ def test_repeat_window_edges(engine, drop, run, third: str, flagged: bool) -> No
     assert len(repeat) == (1 if flagged else 0)
     if flagged:
         keys = "\x1e".join(sorted(_key(_no(i)) for i in (1, 2, 3)))
-        assert repeat.loc[0, "id"] == flag_id("SD-IP-REPEAT", ORG, keys)
+        assert repeat.loc[0, "id"] == flag_id("SD-IP-REPEAT", keys)
         assert repeat.loc[0, "evidence_count"] == 3
         assert repeat.loc[0, "listing_start"] == pd.Timestamp(third)
 
@@ -299,3 +299,38 @@ def test_ids_are_stable_across_reruns_and_backfills_leave_the_registry_alone(
     assert not backfill.registry_updated and backfill.flags == 2
     with engine.connect() as conn:
         assert len(list_flags(conn, states=["candidate"])) == 4
+
+
+def test_the_sole_trader_placeholder_uscc_names_nobody(engine, drop, run) -> None:
+    """Three shops with the placeholder USCC and their own 工商注册号: three subjects, so no
+    repeat flag (the placeholder would have merged them)."""
+    rows = [
+        org_row(_no(i), 处罚决定日期=f"2026-0{i}-01", 行政相对人类别="个体工商户",
+                统一社会信用代码="00000000000000000X", 工商注册号=f"31010660000000{i}",
+                行政相对人名称=f"静安区小店{i}")
+        for i in (3, 4, 5)
+    ]  # fmt: skip
+    _load(drop, run, rows)
+    assert _of(_evaluate(engine), "SD-IP-REPEAT").empty
+    heavy = [{**r, **HEAVY} for r in rows[:1]]
+    _load(drop, run, heavy, name="heavy.csv")
+    (flag,) = _of(_evaluate(engine), "SD-IP-HEAVY").to_dict("records")
+    assert flag["subject_key"] == "工商注册号:310106600000003"
+
+
+def test_a_late_earlier_record_supersedes_the_flag_and_says_so(engine, drop, run) -> None:
+    """Penalties of 03-01, 04-01, 05-01 flag the subject; a late one dated 02-01 moves the first
+    window: the old flag is withdrawn as superseded, naming its successor."""
+    _load(drop, run, [org_row(_no(i), 处罚决定日期=f"2026-0{i}-01") for i in (3, 4, 5)])
+    with engine.connect() as conn:
+        (old,) = list_flags(conn)
+    _load(drop, run, [org_row(_no(2), 处罚决定日期="2026-02-01")], name="late.csv")
+    with engine.connect() as conn:
+        states = {f["id"]: f for f in list_flags(conn)}
+    assert states[old["id"]]["state"] == "withdrawn"
+    (new_id,) = [i for i in states if i != old["id"]]
+    assert states[new_id]["state"] == "candidate" and states[new_id]["evidence_count"] == 4
+    assert (
+        new_id in states[old["id"]]["state_reason"]
+        and "重新审核" in states[old["id"]]["state_reason"]
+    )

@@ -42,6 +42,7 @@ def penalties() -> pd.DataFrame:
             "subject_type": str_series(
                 ["自然人", "个体工商户", "法人及非法人组织", "自然人"], index
             ),
+            "id_type": str_series(["身份证", None, None, None], index),
             "id_number": str_series([PERSON_ID, TRADER_ID, "ABC123456789", None], index),
             "legal_rep": str_series([None, None, "赵六", None], index),
             "legal_rep_id_number": str_series(

@@ -171,10 +171,10 @@ def test_a_crash_before_the_rename_leaves_no_partial_folder(
     _load(drop, run, [org_row(_no(1), 处罚决定日期="2026-05-01", **STANDARD)], "a.csv",
           date(2026, 11, 21))  # fmt: skip
 
-    def crash(tmp: Path, final: Path) -> str:
-        raise OSError("simulated crash after the data files were written")
+    def crash(tmp: Path, final: Path) -> str:  # the process dies: no cleanup runs
+        raise SystemExit("simulated crash after the data files were written")
 
-    with monkeypatch.context() as patched, pytest.raises(OSError):
+    with monkeypatch.context() as patched, pytest.raises(SystemExit):
         patched.setattr(writer, "commit", crash)
         publish(engine, date(2026, 11, 21), datasets=("penalty",))
     root = _isolated_home / "publish" / "penalty"
@@ -230,3 +230,53 @@ def test_an_fsspec_target_gets_the_dated_prefix_then_latest(engine, drop, run) -
     remote_manifest = fs.cat_file("/platform/penalty/2026-11-21/manifest.json")
     assert remote_manifest == (local / "manifest.json").read_bytes()
     fs.rm("/platform", recursive=True)
+
+
+def test_a_crash_while_replacing_a_date_restores_the_previous_version(
+    engine, drop, run, _isolated_home, monkeypatch
+) -> None:
+    """Replacing an existing date moves it aside, then renames the new one in; a crash between
+    the two leaves no date folder. The next publish puts the previous version back first."""
+    _load(drop, run, [org_row(_no(1), 处罚决定日期="2026-05-01", **STANDARD)], "a.csv",
+          date(2026, 11, 21))  # fmt: skip
+    first = publish(engine, date(2026, 11, 21), datasets=("penalty",)).datasets[0]
+    before = {p.name: sha256_of(p) for p in first.folder.iterdir()}
+    real_rename = writer.os.rename
+
+    def die_after_moving_aside(src: Path, dst: Path) -> None:
+        real_rename(src, dst)
+        if Path(dst).name.startswith(".old-"):
+            raise SystemExit("simulated crash between the two renames")
+
+    with monkeypatch.context() as patched, pytest.raises(SystemExit):
+        patched.setattr(writer, "_same_data", lambda a, b: False)  # force a replacement
+        patched.setattr(writer.os, "rename", die_after_moving_aside)
+        publish(engine, date(2026, 11, 21), datasets=("penalty",))
+    root = _isolated_home / "publish" / "penalty"
+    assert not (root / "2026-11-21").exists() and list(root.glob(".old-*"))
+    writer.clean_stale(root)
+    assert {p.name: sha256_of(p) for p in (root / "2026-11-21").iterdir()} == before
+    again = publish(engine, date(2026, 11, 21), datasets=("penalty",)).datasets[0]
+    assert again.result == "unchanged" and not list(root.glob(".*-*"))
+
+
+def test_ids_written_anywhere_are_redacted_or_publication_stops(
+    engine, drop, run, _isolated_home
+) -> None:
+    """An organisation row whose 证件类型 is 身份证, an ID in 违法事实, and a full-width ID in
+    备注: none reaches a public file; the restricted twin keeps them."""
+    full_width = PERSON_ID.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
+    rows = [
+        org_row(_no(1), 处罚决定日期="2026-05-01", 证件类型="身份证", 证件号码=PERSON_ID, **STANDARD),
+        org_row(_no(2), 处罚决定日期="2026-05-01", 违法事实=f"经查，经营者（身份证{PERSON_ID}）销售侵权商品。",
+                备注=f"联系人证件 {full_width}", **STANDARD),
+    ]  # fmt: skip
+    _load(drop, run, rows, "a.csv", date(2026, 11, 21))
+    summary = publish(engine, date(2026, 11, 21), datasets=("penalty",))
+    assert summary.datasets[0].rows == 2
+    assert _personal_ids(_isolated_home / "publish") == {}
+    public = _frame(summary.datasets[0].folder, "penalty.parquet")
+    assert "身份证110***********002X）" in public.loc[1, "violation_facts"]
+    assert public.loc[1, "remarks"] == "联系人证件 １１０***********００２Ｘ"
+    assert public.loc[0, "id_number"] == "110***********002X"
+    assert len(_personal_ids(_isolated_home / "restricted")) >= 1
