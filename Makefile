@@ -8,12 +8,18 @@ export CREDITPIPE_HOME ?= $(CURDIR)/data
 # PostgreSQL for the store tests (issue #3 onwards); `make test` starts the local server if needed.
 export CREDITPIPE_TEST_DB_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: help install run test lint typecheck format pytest postgres bench clean
+# `make airflow`: a local Airflow (api-server, scheduler, dag-processor, triggerer) on the
+# project's DAGs and the same CREDITPIPE_HOME; its own home and SQLite metadata DB live here.
+AIRFLOW_STANDALONE_HOME ?= $(CURDIR)/.airflow/standalone
+AIRFLOW_PORT ?= 8080
+
+.PHONY: help install run airflow test lint typecheck format pytest postgres bench clean
 
 help:
-	@echo "make run    — create .venv, install, run the pipeline over the bundled sample drops, print where the outputs are"
+	@echo "make run    — create .venv, install, run the Airflow DAGs (dag.test) over the bundled sample drops, print the summary"
+	@echo "make airflow — airflow standalone on the project's DAGs: UI on http://localhost:$(AIRFLOW_PORT), user admin"
 	@echo "make test   — lint (ruff + mypy) and the test suite"
-	@echo "make bench  — 1,000,000-row check and store-load benchmarks (bench/)"
+	@echo "make bench  — 1,000,000-row check, store-load, flags and publication benchmarks, DAG-folder parse time (bench/)"
 	@echo "make format — apply ruff's formatter and fixes"
 
 $(STAMP): pyproject.toml
@@ -26,7 +32,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	@bash scripts/run-samples.sh
+	@bash scripts/run-dags.sh
+
+airflow: install
+	@mkdir -p "$(AIRFLOW_STANDALONE_HOME)" "$(CREDITPIPE_HOME)/inbox"
+	@echo "Airflow UI:  http://localhost:$(AIRFLOW_PORT)   (login: admin)"
+	@echo "Password:    $(AIRFLOW_STANDALONE_HOME)/simple_auth_manager_passwords.json.generated"
+	@echo "             (generated and printed on the first start; Ctrl-C stops everything)"
+	@echo "DAGs:        $(CURDIR)/dags · inbox: $(CREDITPIPE_HOME)/inbox/<office>/<dataset>/"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	AIRFLOW_HOME="$(AIRFLOW_STANDALONE_HOME)" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \
+	$(VENV)/bin/airflow standalone
 
 lint: install
 	$(VENV)/bin/ruff check etl dags tests bench
@@ -52,6 +73,8 @@ test: lint pytest
 bench: install postgres
 	$(PY) bench/check_bench.py
 	$(PY) bench/load_bench.py
+	$(PY) bench/flags_publish_bench.py
+	$(PY) bench/dag_parse_bench.py
 
 clean:
-	rm -rf $(VENV) data bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .airflow bench/out .pytest_cache .mypy_cache .ruff_cache
