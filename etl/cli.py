@@ -369,6 +369,11 @@ def _print_flag_counts(counts: Any) -> None:
         f"变化 {counts.changed:,}，撤回 {counts.withdrawn:,}{note}；标记库：{states or '空'}",
         markup=False,
     )
+    for rule, n in counts.unidentified.items():
+        out.print(
+            f"　{rule}：{n:,} 条符合条件的记录无法确定主体（无统一社会信用代码、证件号码或名称），未标记",
+            markup=False,
+        )
 
 
 @flags_app.command("evaluate")
@@ -448,7 +453,7 @@ def flags_show(
     from etl.errors import ReviewError
     from etl.flags.engine import STATE_TITLES
     from etl.flags.policy import SEVERITY_TITLES
-    from etl.flags.registry import evidence_of, history_of, list_flags, resolve, shanghai_time
+    from etl.flags.registry import evidence_of, get_flag, history_of, resolve, shanghai_time
     from etl.store.query import latest_version
 
     with _store() as conn:
@@ -456,7 +461,7 @@ def flags_show(
             found = resolve(conn, flag_id)
         except ReviewError as exc:
             raise _fail(f"[{exc.code}] {exc.message}", EXIT_REJECTED) from None
-        (flag,) = [f for f in list_flags(conn) if f["id"] == found]
+        flag = get_flag(conn, found)
         evidence = evidence_of(conn, found)
         for item in evidence:
             item["record"] = latest_version(conn, item["dataset"], item["record_key"])

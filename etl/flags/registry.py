@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class RegistryCounts:
     withdrawn: int
     registry_updated: bool  # False for a backfill of an earlier date
     by_state: dict[str, int]
+    unidentified: dict[str, int] = field(default_factory=dict)  # rule → records naming nobody
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -95,8 +96,9 @@ def record(conn: Connection, evaluation: Evaluation) -> RegistryCounts:
             sa.select(flag.c.state, sa.func.count()).group_by(flag.c.state)
         )
     }
+    unidentified = {rule: n for rule, n in evaluation.unidentified.items() if n}
     return RegistryCounts(
-        evaluation.as_of, len(evaluation.flags), new, changed, gone, update, by_state
+        evaluation.as_of, len(evaluation.flags), new, changed, gone, update, by_state, unidentified
     )
 
 
@@ -308,6 +310,10 @@ def shanghai_time(moment: datetime) -> str:
 
 
 # --- reading ---------------------------------------------------------------------------------
+
+
+def get_flag(conn: Connection, flag_id: str) -> dict[str, Any]:
+    return dict(conn.execute(sa.select(flag).where(flag.c.id == flag_id)).one()._mapping)
 
 
 def list_flags(

@@ -84,7 +84,7 @@ def publish(
                 conn, dataset, as_of, policy, local / dataset, home / "restricted" / dataset, chunk
             )
             if remote is not None:
-                _upload(public.folder, remote, dataset, as_of)
+                public.remote = _upload(public, remote)
             summary.datasets.append(public)
             summary.restricted.append(restricted)
     return summary
@@ -123,10 +123,12 @@ def _publish_one(
             PUBLIC: writer.Snapshot(tmp[PUBLIC], dataset, ext.public, ext.key),
             RESTRICTED: writer.Snapshot(tmp[RESTRICTED], dataset, ext.restricted, ext.key),
         }
+        titles = {c.name: c.title for c in ext.public}
         try:
             for public_rows, restricted_rows in ext.chunks:
                 if len(public_rows):
-                    snapshots[PUBLIC].write(redact_personal_ids(public_rows, day))
+                    safe = redact_personal_ids(public_rows, day, titles)
+                    snapshots[PUBLIC].write(safe)
                 if len(restricted_rows):
                     snapshots[RESTRICTED].write(restricted_rows)
             written = []
@@ -211,16 +213,26 @@ def _read_manifest(folder: Path | None) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def _upload(folder: Path, url: str, dataset: str, day: date) -> None:
-    """Copy a committed folder to an object store: data files, then `manifest.json` (a consumer
-    trusts a prefix only once its manifest exists), then the `LATEST` object."""
+def _upload(written: writer.Written, url: str) -> str:
+    """Copy a committed folder to an object store, which has no atomic rename: under a versioned
+    prefix `<dataset>/<D>/<version>/` (a new prefix per content, never overwritten with other
+    bytes), data files first and `manifest.json` last; then `<dataset>/<D>/CURRENT` and, unless
+    a newer date is already there, `<dataset>/LATEST` (`<D>/<version>`) are written. A consumer
+    that follows LATEST or CURRENT only ever reaches a complete prefix. Returns the prefix."""
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(url)
-    prefix = f"{base.rstrip('/')}/{dataset}/{day.isoformat()}"
+    dataset, day = written.dataset, written.as_of.isoformat()
+    version = str(written.manifest["version"]).rsplit("/", 1)[-1]
+    root = f"{base.rstrip('/')}/{dataset}"
+    prefix = f"{root}/{day}/{version}"
     fs.makedirs(prefix, exist_ok=True)
-    names = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    names = sorted(p.name for p in written.folder.iterdir() if p.name != "manifest.json")
     for name in [*names, "manifest.json"]:
-        fs.put_file(str(folder / name), f"{prefix}/{name}")
-    latest = (folder.parent / "LATEST").read_text("utf-8")
-    fs.pipe_file(f"{base.rstrip('/')}/{dataset}/LATEST", latest.encode())
+        fs.put_file(str(written.folder / name), f"{prefix}/{name}")
+    fs.pipe_file(f"{root}/{day}/CURRENT", f"{version}\n".encode())
+    latest = f"{root}/LATEST"
+    current = fs.cat_file(latest).decode().strip() if fs.exists(latest) else ""
+    if not current or current.split("/", 1)[0] <= day:
+        fs.pipe_file(latest, f"{day}/{version}\n".encode())
+    return prefix

@@ -129,7 +129,9 @@ _DIGIT = "[0-9０-９]"
 _ID_INSIDE = f"({_DIGIT}{{3}}){_DIGIT}{{11}}({_DIGIT}{{3}}[0-9０-９XxＸｘ])"  # 3 + 11 hidden + 4
 
 
-def redact_personal_ids(frame: pd.DataFrame, today: date | None = None) -> pd.DataFrame:
+def redact_personal_ids(
+    frame: pd.DataFrame, today: date | None = None, titles: dict[str, str] | None = None
+) -> pd.DataFrame:
     """The last line of defence for public files: a resident ID number written anywhere else
     (违法事实, 备注, a name column) keeps its first 3 and last 4 characters like a masked field;
     full-width digits are matched too, and nothing else in the cell changes.
@@ -150,6 +152,6 @@ def redact_personal_ids(frame: pd.DataFrame, today: date | None = None) -> pd.Da
         redacted = pc.replace_substring_regex(pa.array(hit), _ID_INSIDE, "\\1***********\\2")
         fixed = pd.Series(redacted.to_pylist(), index=hit.index, dtype="str")
         if find_personal_ids(fixed, today).any():
-            raise PersonalDataError(name)
+            raise PersonalDataError((titles or {}).get(name, name))
         out.loc[hit.index, name] = fixed
     return out

@@ -101,13 +101,16 @@ def publicity(frame: pd.DataFrame, profile: PublicityProfile) -> pd.DataFrame:
             repair_from[rows] = _add(anchor[rows], window.repair_after) + _DAY
 
     until = _extend_to_restriction_end(frame, profile, has, until)
+    locked = has[profile.no_early_end].any(axis=1)
     if f.supplied_until is not None and f.supplied_until in frame:
         supplied = frame[f.supplied_until].astype("datetime64[s]")
-        until = supplied.where(supplied.notna(), until)
+        # An office's own 公示截止期 replaces the computed one, but a 第十四条 penalty may not
+        # end before the law's period: there it can only extend.
+        shorter = locked & (supplied < until).fillna(False)
+        until = supplied.where(supplied.notna() & ~shorter, until)
     published = ~classes.isin(NEVER_PUBLISHED)
     until = until.where(published)
 
-    locked = has[profile.no_early_end].any(axis=1)
     can_end_early = (published & ~locked & (repair_from <= until)).astype(bool)
     return pd.DataFrame(
         {

@@ -52,12 +52,14 @@ class Written:
     delta: dict[str, int]
     result: str  # published · unchanged (the folder already held exactly these files)
     manifest: dict[str, Any] = field(default_factory=dict)
+    remote: str | None = None  # the object-store prefix, when CREDITPIPE_PUBLISH_URL is one
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
             "folder": str(self.folder),
             "manifest": str(self.folder / "manifest.json"),
+            "remote": self.remote,
             "rows": self.rows,
             "delta": self.delta,
             "result": self.result,

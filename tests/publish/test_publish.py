@@ -221,14 +221,15 @@ def test_an_fsspec_target_gets_the_dated_prefix_then_latest(engine, drop, run) -
           date(2026, 11, 21))  # fmt: skip
     summary = publish(engine, date(2026, 11, 21), url="memory://platform", datasets=("penalty",))
     fs = fsspec.filesystem("memory")
-    names = sorted(
-        p.rsplit("/", 1)[-1] for p in fs.ls("/platform/penalty/2026-11-21", detail=False)
-    )
-    local = summary.datasets[0].folder
-    assert names == sorted(p.name for p in local.iterdir())
-    assert fs.cat_file("/platform/penalty/LATEST").decode().strip() == "2026-11-21"
-    remote_manifest = fs.cat_file("/platform/penalty/2026-11-21/manifest.json")
-    assert remote_manifest == (local / "manifest.json").read_bytes()
+    written = summary.datasets[0]
+    version = written.manifest["version"].rsplit("/", 1)[-1]
+    assert written.remote == f"/platform/penalty/2026-11-21/{version}"
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(written.remote, detail=False))
+    assert names == sorted(p.name for p in written.folder.iterdir())
+    assert fs.cat_file("/platform/penalty/LATEST").decode().strip() == f"2026-11-21/{version}"
+    assert fs.cat_file("/platform/penalty/2026-11-21/CURRENT").decode().strip() == version
+    remote_manifest = fs.cat_file(f"{written.remote}/manifest.json")
+    assert remote_manifest == (written.folder / "manifest.json").read_bytes()
     fs.rm("/platform", recursive=True)
 
 
@@ -280,3 +281,21 @@ def test_ids_written_anywhere_are_redacted_or_publication_stops(
     assert public.loc[1, "remarks"] == "联系人证件 １１０***********００２Ｘ"
     assert public.loc[0, "id_number"] == "110***********002X"
     assert len(_personal_ids(_isolated_home / "restricted")) >= 1
+
+
+def test_an_id_that_cannot_be_redacted_stops_publication(
+    engine, drop, run, _isolated_home, monkeypatch
+) -> None:
+    """If redaction ever misses an ID (here: its pattern is broken on purpose), publication of
+    the dataset stops with E_PUBLISH_PERSONAL_ID, names the column, and writes nothing."""
+    from etl.errors import PersonalDataError
+    from etl.publish import masking
+
+    row = org_row(_no(1), 处罚决定日期="2026-05-01", 备注=f"证件 {PERSON_ID}", **STANDARD)
+    _load(drop, run, [row], "a.csv", date(2026, 11, 21))
+    monkeypatch.setattr(masking, "_ID_INSIDE", "(never)(matches)")
+    with pytest.raises(PersonalDataError) as err:
+        publish(engine, date(2026, 11, 21), datasets=("penalty",))
+    assert err.value.code == "E_PUBLISH_PERSONAL_ID" and "「备注」" in err.value.message
+    root = _isolated_home / "publish" / "penalty"
+    assert not (root / "2026-11-21").exists() and not list(root.glob(".tmp-*"))

@@ -308,6 +308,16 @@ def test_supplied_publicity_until_replaces_the_computed_one() -> None:
     assert pd.isna(warning[UNTIL])
 
 
+def test_a_supplied_date_never_ends_a_no_early_end_penalty_early() -> None:
+    """第十四条: 吊销许可证件 stays the full 3 years even if the office wrote an earlier date."""
+    early = window(decision_date="2025-01-31", penalty_categories="吊销许可证件",
+                   fine_yuan=None, publicity_until="2026-01-31")  # fmt: skip
+    assert early[UNTIL] == ts("2028-01-31")
+    later = window(decision_date="2025-01-31", penalty_categories="吊销许可证件",
+                   fine_yuan=None, publicity_until="2029-06-30")  # fmt: skip
+    assert later[UNTIL] == ts("2029-06-30")
+
+
 # --- the NDRC profile --------------------------------------------------------------------------
 
 
