@@ -162,7 +162,7 @@ def publish_day(as_of: date, db_url: str | None = None) -> dict[str, Any]:
     try:
         db.upgrade(engine)
         flags = evaluate_flags(engine, as_of)
-        summary = publish(engine, as_of)
+        summary = publish(engine, as_of, evaluation=flags.evaluation)
     finally:
         engine.dispose()
     out: dict[str, Any] = dict(summary.to_json())

@@ -144,7 +144,8 @@ def run_inbox(
     if flags or publish:
         summary.flags = evaluate_flags(engine, as_of)
     if publish:
-        summary.publication = publish_extracts(engine, as_of, home=home)
+        evaluation = summary.flags.evaluation if summary.flags else None
+        summary.publication = publish_extracts(engine, as_of, home=home, evaluation=evaluation)
     return summary
 
 

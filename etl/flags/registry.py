@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,9 +54,14 @@ class RegistryCounts:
     registry_updated: bool  # False for a backfill of an earlier date
     by_state: dict[str, int]
     unidentified: dict[str, int] = field(default_factory=dict)  # rule → records naming nobody
+    # The evaluation itself, so a publication of the same date need not evaluate again.
+    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        # Not asdict(): it would deep-copy the evaluation's frames only to drop them.
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evaluation"}
+        out["by_state"] = dict(self.by_state)
+        out["unidentified"] = dict(self.unidentified)
         out["as_of"] = self.as_of.isoformat()
         return out
 
@@ -98,7 +103,15 @@ def record(conn: Connection, evaluation: Evaluation) -> RegistryCounts:
     }
     unidentified = {rule: n for rule, n in evaluation.unidentified.items() if n}
     return RegistryCounts(
-        evaluation.as_of, len(evaluation.flags), new, changed, gone, update, by_state, unidentified
+        evaluation.as_of,
+        len(evaluation.flags),
+        new,
+        changed,
+        gone,
+        update,
+        by_state,
+        unidentified,
+        evaluation,
     )
 
 

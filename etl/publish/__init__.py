@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl import settings
 from etl.checks.codes import message
 from etl.errors import CreditpipeError, PublishError
+from etl.flags.engine import Evaluation
 from etl.publish import writer
 from etl.publish.extract import DATASETS, Extract, extract
 from etl.publish.masking import redact_personal_ids
@@ -70,8 +71,11 @@ def publish(
     profile: str | None = None,
     datasets: tuple[str, ...] = DATASETS,
     chunk_rows: int | None = None,
+    evaluation: Evaluation | None = None,
 ) -> PublishSummary:
-    """Publish every dataset for `as_of`: snapshot, delta, descriptors, atomic commit."""
+    """Publish every dataset for `as_of`: snapshot, delta, descriptors, atomic commit.
+    `evaluation`: the flag evaluation of `as_of` just made (`evaluate_flags(...).evaluation`),
+    so the flags are not evaluated twice; evaluated here when absent."""
     home = home or settings.home()
     target = url or settings.publish_url() or str(home / "publish")
     local, remote = _split_target(target, home)
@@ -81,8 +85,9 @@ def publish(
     with db.reading(engine) as conn:
         for dataset in datasets:
             public, restricted = _publish_one(
-                conn, dataset, as_of, policy, local / dataset, home / "restricted" / dataset, chunk
-            )
+                conn, dataset, as_of, policy, local / dataset, home / "restricted" / dataset, chunk,
+                evaluation,
+            )  # fmt: skip
             if remote is not None:
                 public.remote = _upload(public, remote)
             summary.datasets.append(public)
@@ -107,12 +112,13 @@ def _publish_one(
     public_root: Path,
     restricted_root: Path,
     chunk: int,
+    evaluation: Evaluation | None = None,
 ) -> tuple[writer.Written, writer.Written]:
     with writer.dataset_lock(public_root), writer.dataset_lock(restricted_root):
         for root in (public_root, restricted_root):
             for stale in writer.clean_stale(root):
                 log.warning("清理上次中断留下的临时目录 %s", stale)
-        ext = extract(conn, dataset, day, policy, chunk)
+        ext = extract(conn, dataset, day, policy, chunk, evaluation)
         tmp = {
             PUBLIC: public_root / f".tmp-{day}-{os.getpid()}",
             RESTRICTED: restricted_root / f".tmp-{day}-{os.getpid()}",

@@ -25,7 +25,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from etl.contracts import load_contract
-from etl.flags.engine import CANDIDATE, CONFIRMED, STATE_TITLES, evaluate
+from etl.flags.engine import CANDIDATE, CONFIRMED, STATE_TITLES, Evaluation, evaluate
 from etl.flags.policy import SEVERITY_TITLES, load_policy
 from etl.flags.registry import decisions_before
 from etl.publish.masking import mask_frame, mask_values
@@ -60,10 +60,16 @@ class Extract:
 
 
 def extract(
-    conn: Connection, dataset: str, day: date, profile: PublicityProfile, chunk_rows: int
+    conn: Connection,
+    dataset: str,
+    day: date,
+    profile: PublicityProfile,
+    chunk_rows: int,
+    evaluation: Evaluation | None = None,
 ) -> Extract:
+    """`evaluation`: the flag evaluation of `day`, when the caller has just made it."""
     if dataset == "serious_dishonesty":
-        return _flags(conn, day, profile)
+        return _flags(conn, day, profile, evaluation)
     return _records(conn, dataset, day, profile, chunk_rows)
 
 
@@ -115,9 +121,12 @@ FLAG_RESTRICTED = [
 ]
 
 
-def _flags(conn: Connection, day: date, profile: PublicityProfile) -> Extract:
+def _flags(
+    conn: Connection, day: date, profile: PublicityProfile, evaluation: Evaluation | None
+) -> Extract:
     policy = load_policy()
-    evaluation = evaluate(conn, day, policy)
+    if evaluation is None or evaluation.as_of != day or evaluation.policy_version != policy.version:
+        evaluation = evaluate(conn, day, policy)
     flags = evaluation.flags
     decisions = decisions_before(conn, day).set_index("flag_id")
     decision = flags["id"].map(decisions["decision"]) if len(decisions) else None
