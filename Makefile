@@ -13,13 +13,14 @@ export CREDITPIPE_TEST_DB_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/te
 AIRFLOW_STANDALONE_HOME ?= $(CURDIR)/.airflow/standalone
 AIRFLOW_PORT ?= 8080
 
-.PHONY: help install run airflow test lint typecheck format pytest postgres bench clean
+.PHONY: help install run airflow test lint typecheck format pytest postgres bench bench-e2e clean
 
 help:
 	@echo "make run    — create .venv, install, run the Airflow DAGs (dag.test) over the bundled sample drops, print the summary"
 	@echo "make airflow — airflow standalone on the project's DAGs: UI on http://localhost:$(AIRFLOW_PORT), user admin"
 	@echo "make test   — lint (ruff + mypy) and the test suite"
 	@echo "make bench  — 1,000,000-row check, store-load, flags and publication benchmarks, DAG-folder parse time (bench/)"
+	@echo "make bench-e2e — end to end against the I/O floor, 100k and 1M rows (bench/run; --scale by hand)"
 	@echo "make format — apply ruff's formatter and fixes"
 
 $(STAMP): pyproject.toml
@@ -75,6 +76,9 @@ bench: install postgres
 	$(PY) bench/load_bench.py
 	$(PY) bench/flags_publish_bench.py
 	$(PY) bench/dag_parse_bench.py
+
+bench-e2e: install postgres
+	bench/run
 
 clean:
 	rm -rf $(VENV) data .airflow bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -173,26 +173,41 @@ def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
             lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()
         }
         folded = lookup_keys(folded).map(aliases).fillna(folded).astype("str")
+    # Most cells are year-month-day; the other forms are looked for only in the rest (a
+    # Y-M-D cell never matches them: it has separators, they have none or one dot).
     parts = extract(folded, _DATE_YMD)
-    compact = extract(folded, _DATE_COMPACT)
-    parts = parts.fillna(compact)
+    other = parts["y"].isna()
+    if other.any():
+        parts.loc[other] = extract(folded[other], _DATE_COMPACT)
     parsed = pd.to_datetime(
         pd.DataFrame(
             {
-                "year": pd.to_numeric(parts["y"], errors="coerce"),
-                "month": pd.to_numeric(parts["m"], errors="coerce"),
-                "day": pd.to_numeric(parts["d"], errors="coerce"),
+                "year": _digits(parts["y"]),
+                "month": _digits(parts["m"]),
+                "day": _digits(parts["d"]),
             }
         ),
         errors="coerce",
     )
-    serial = pd.to_numeric(extract(folded, _DATE_SERIAL)["n"], errors="coerce")
-    from_serial = EXCEL_EPOCH + pd.to_timedelta(serial.where(serial >= 1), unit="D")
-    parsed = parsed.fillna(from_serial).astype("datetime64[s]")
+    unparsed = parsed.isna()
+    if unparsed.any():
+        serial = _digits(extract(folded[unparsed], _DATE_SERIAL)["n"])
+        from_serial = EXCEL_EPOCH + pd.to_timedelta(serial.where(serial >= 1), unit="D")
+        parsed = parsed.fillna(from_serial)
+    parsed = parsed.astype("datetime64[s]")
     in_range = (parsed >= MIN_DATE) & (parsed <= MAX_DATE)
     ok = present & parsed.notna() & in_range
     problem = Problem(present & ~ok, "E_DATE_INVALID", message("E_DATE_INVALID", field=spec.title))
     return Parsed(parsed.where(ok), present, [problem])
+
+
+def _digits(values: pd.Series) -> pd.Series:
+    """Runs of ASCII digits (regex groups: RE2's \\d is ASCII) as floats, NA as NaN.
+
+    An Arrow cast in C++: ~10× faster than `pd.to_numeric` on these string columns.
+    """
+    numbers = pc.cast(pa.array(values.astype("str")), pa.float64())
+    return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index)
 
 
 def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | None) -> Parsed:
