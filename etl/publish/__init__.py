@@ -15,6 +15,7 @@ uploaded under the dated prefix, `manifest.json` last, and the `LATEST` object a
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -208,8 +209,6 @@ def _finish(
 
 
 def _read_manifest(folder: Path | None) -> dict[str, Any]:
-    import json
-
     if folder is None:
         return {}
     try:

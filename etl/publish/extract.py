@@ -30,10 +30,11 @@ from etl.flags.policy import SEVERITY_TITLES, load_policy
 from etl.flags.registry import decisions_before
 from etl.publish.masking import mask_frame, mask_values
 from etl.publish.policy import PublicityProfile
-from etl.publish.windows import in_window, with_publicity
+from etl.publish.windows import REPAIRED, in_window, with_publicity
 from etl.store.query import state_as_of
 
 DATASETS = ("penalty", "abnormal_patent", "serious_dishonesty")
+REPAIRED_STATUS = "信用修复"  # 记录状态 of a credit-repaired penalty (schemas/penalty.v1.yaml)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def _records(
     def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         for frame in state_as_of(conn, dataset, day, chunk_rows=chunk_rows):
             if dataset == profile.dataset:  # the publicity windows apply to penalties
+                if "record_status" in frame:
+                    frame[REPAIRED] = (frame["record_status"] == REPAIRED_STATUS).fillna(False)
                 frame = with_publicity(frame, profile)
                 frame = frame.loc[in_window(frame, day)]
             if frame.empty:

@@ -35,14 +35,10 @@ Output columns (aligned to the input's index):
 - `repair_from` (datetime64[s]): the first day a credit repair may take effect, the day after
   `repair_after` has fully run (“公示期满六个月”); NaT when the record cannot end early.
 
-Credit repair, and what the contract needs: the penalty contract has no way to say a record was
-repaired (`record_status` is 正常/撤销, and 撤销 means revoked, which the store already withdraws).
-`in_window` reads an optional boolean column `credit_repaired`; a repaired record drops out on and
-after its `repair_from` unless `can_end_early` is False. To feed it from offices' files, add to
-`schemas/penalty.v1.yaml` an [OURS] extension field, e.g. `credit_repaired` (title 信用修复,
-type enum 是/否 with look-ups, mapped to a boolean in the as-of frame), or a date field
-`credit_repaired_on` if the repair date should be kept. A repair arrives as a new version of the
-record, so the as-of state of an earlier date (a backfill) is unaffected.
+Credit repair: `in_window` reads an optional boolean column `credit_repaired`; a repaired record
+drops out on and after its `repair_from` unless `can_end_early` is False. The extract sets it from
+the penalty contract's 记录状态 = 信用修复 (etl/publish/extract.py). A repair arrives as a new
+version of the record, so the as-of state of an earlier date (a backfill) is unaffected.
 """
 
 from __future__ import annotations

@@ -299,3 +299,22 @@ def test_an_id_that_cannot_be_redacted_stops_publication(
     assert err.value.code == "E_PUBLISH_PERSONAL_ID" and "「备注」" in err.value.message
     root = _isolated_home / "publish" / "penalty"
     assert not (root / "2026-11-21").exists() and not list(root.glob(".tmp-*"))
+
+
+def test_credit_repair_ends_publication_early_except_for_article_14(
+    engine, drop, run, monkeypatch
+) -> None:
+    """记录状态 信用修复: a standard penalty decided 2025-01-31 may end after 6 months of
+    publication (from 2025-08-01), so it is gone on 2025-09-01; a 吊销许可证件 one (第十四条)
+    stays; an unrepaired one stays."""
+    revoke = {"处罚类别": "罚款;吊销许可证件", "处罚内容": "罚款2万元，吊销营业执照",
+              "暂扣或吊销证照名称及编号": "营业执照 310106000000001", "罚款金额（万元）": "2"}  # fmt: skip
+    rows = [
+        org_row(_no(1), 处罚决定日期="2025-01-31", 记录状态="信用修复", **STANDARD),
+        org_row(_no(2), 处罚决定日期="2025-01-31", 记录状态="信用修复", **revoke),
+        org_row(_no(3), 处罚决定日期="2025-01-31", **STANDARD),
+    ]
+    at(monkeypatch, "2025-09-01T09:00:00")
+    _load(drop, run, rows, "a.csv", date(2025, 9, 1))
+    published = publish(engine, date(2025, 9, 1), datasets=("penalty",)).datasets[0]
+    assert _frame(published.folder, "penalty.parquet")["decision_no"].tolist() == [_no(2), _no(3)]
