@@ -216,17 +216,12 @@ def run(
     """处理收件箱中的全部文件：归档 → 校验 → 入库 → 回执，并汇总每个文件的结果。"""
     import logging
 
-    from etl.errors import StoreError
     from etl.run import run_inbox
 
     day = _parse_date(as_of)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with _store_errors():
         summary = run_inbox(as_of=day, on_file=None if as_json else _print_outcome)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
-    except ConfigError as exc:
-        raise _fail(exc.message, EXIT_CONFIG) from None
     if as_json:
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -583,16 +578,13 @@ def report_withdrawal_rate(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """把数据库结构升级到最新版本（Alembic 迁移；`run` 会自动执行）。"""
-    from etl.errors import StoreError
     from etl.store import db
 
-    try:
+    with _store_errors():
         engine = db.make_engine()
         before = db.current_revision(engine)
         db.upgrade(engine)
         after = db.current_revision(engine)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
     change = "已是最新" if before == after else f"{before or '（空库）'} → {after}"
     out.print(f"数据库 {db.describe(engine)}：{change}（版本 {after}）", markup=False)
 
@@ -600,14 +592,11 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """显示数据库当前的结构版本和本程序附带的最新版本。"""
-    from etl.errors import StoreError
     from etl.store import db
 
-    try:
+    with _store_errors():
         engine = db.make_engine()
         current = db.current_revision(engine)
-    except StoreError as exc:
-        raise _fail(exc.message, EXIT_INCOMPLETE) from None
     head = db.head_revision()
     state = "最新" if current == head else "需要升级：creditpipe db upgrade"
     out.print(f"数据库 {db.describe(engine)}：当前 {current or '（空库）'}，最新 {head}（{state}）",
