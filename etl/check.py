@@ -24,9 +24,9 @@ from etl.checks.rules import ChunkContext, empty_rejections, validate_chunk
 from etl.contracts import Contract, load_contract
 from etl.errors import InputFileError
 from etl.intake.header import HeaderMap
-from etl.intake.readers import EXTRA, ROW, FileScan, open_table
+from etl.intake.readers import EXTRA, ROW, FileScan, TableReader, open_table
 from etl.offices import Office
-from etl.quality import QualityRun
+from etl.quality import Quality, failed, quality_run
 
 
 @dataclass(frozen=True)
@@ -251,8 +251,26 @@ def _run(
     result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
     result.header_row = reader.header.row_index + 1
     ctx = ChunkContext(contract, reader.header, office, as_of)
+    checker = quality_run(contract, scan.size) if quality else None
+    try:
+        _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
+    finally:
+        if checker is not None:
+            checker.close()
+
+
+def _stream(
+    path: Path,
+    contract: Contract,
+    result: CheckResult,
+    reader: TableReader,
+    ctx: ChunkContext,
+    sink: AcceptedSink | None,
+    progress: Callable[[float, int], None] | None,
+    chunk_rows: int,
+    checker: Quality | None,
+) -> None:
     keys = _KeyIndex()
-    checker = QualityRun(contract) if quality else None
     raw_names = _raw_names(reader.header)
     rejections: list[pd.DataFrame] = []
     withheld: list[np.ndarray] = []  # rows not written to the sink when their chunk was
@@ -306,8 +324,8 @@ def _run(
         )
     if checker is not None:
         result.quality = checker.summary()
-        failed = checker.failed()
-        if failed:
+        failures = failed(result.quality)
+        if failures:
             result.warnings.append(
-                Notice("W_QUALITY", message("W_QUALITY", failed="；".join(failed)))
+                Notice("W_QUALITY", message("W_QUALITY", failed="；".join(failures)))
             )

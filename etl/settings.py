@@ -9,6 +9,7 @@
 | CREDITPIPE_DB_URL    | sqlite:///$CREDITPIPE_HOME/creditpipe.db  | the store (postgresql+psycopg://…)   |
 | CREDITPIPE_PUBLISH_URL | $CREDITPIPE_HOME/publish                | where extracts go (folder or fsspec) |
 | CREDITPIPE_PUBLICITY_PROFILE | the policy file's default (samr-45) | publicity-window profile        |
+| CREDITPIPE_QUALITY   | auto                                      | where GX runs: auto, process, inline |
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from etl.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -67,6 +70,19 @@ def chunk_rows() -> int:
     """Rows per processing chunk; memory use is proportional to this, not to the file."""
     value = os.environ.get("CREDITPIPE_CHUNK_ROWS", "")
     return int(value) if value.strip().isdigit() and int(value) > 0 else DEFAULT_CHUNK_ROWS
+
+
+QUALITY_MODES = ("auto", "process", "inline")
+
+
+def quality_mode() -> str:
+    """Where Great Expectations checks the accepted batches (CREDITPIPE_QUALITY): `process`, a
+    second process beside the row rules, `inline`, in the checking process, or `auto` (the
+    default): a second process for files large enough to repay starting one."""
+    value = os.environ.get("CREDITPIPE_QUALITY", "").strip().lower() or "auto"
+    if value not in QUALITY_MODES:
+        raise ConfigError(f"CREDITPIPE_QUALITY={value!r}：可选值为 {'、'.join(QUALITY_MODES)}")
+    return value
 
 
 def today_shanghai() -> date:

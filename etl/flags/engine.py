@@ -20,12 +20,16 @@ and the old flag is withdrawn.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy.engine import Connection
 
 from etl import settings
@@ -35,6 +39,12 @@ from etl.flags.policy import Policy, Rule, Subject
 from etl.store.query import state_as_of
 
 EPOCH = pd.Timestamp("1900-01-01")
+# Matching records held in memory per subject before they spill to partition files, and the
+# number of files: 500,000 narrowed records are ~100 MB; 64 parts keep each under that up to
+# ~30,000,000 matching records.
+SPILL_ROWS = 500_000
+PARTITIONS = 64
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 _DAY_SPAN = 1 << 22  # more days than any date range: subject code × span + day orders both
 
 CANDIDATE, CONFIRMED, REJECTED, EXPIRED, WITHDRAWN = (
@@ -96,20 +106,21 @@ def evaluate(
     flags: list[pd.DataFrame] = []
     evidence: list[pd.DataFrame] = []
     unidentified: dict[str, int] = {}
-    for dataset in dict.fromkeys(r.dataset for r in policy.rules):
-        rules = [r for r in policy.rules if r.dataset == dataset]
-        matched = _matching_records(conn, dataset, rules, policy, as_of, chunk)
-        for rule in rules:
-            rows = matched.loc[matched[_mask(rule)]]
-            unidentified[rule.id] = 0
-            if rows.empty:
-                continue
-            rows = _with_subject(rows, policy.subjects[rule.subject])
-            unidentified[rule.id] = int(rows["subject_key"].isna().sum())
-            rows = rows.loc[rows["subject_key"].notna() & rows[rule.date_field].notna()]
-            found, behind = _apply(rule, rows, policy.listing_years_of(rule), as_of)
-            flags.append(found)
-            evidence.append(behind)
+    with tempfile.TemporaryDirectory(prefix="creditpipe-flags-") as scratch:
+        for dataset in dict.fromkeys(r.dataset for r in policy.rules):
+            rules = [r for r in policy.rules if r.dataset == dataset]
+            matches = _matching_records(
+                conn, dataset, rules, policy, as_of, chunk, Path(scratch), unidentified
+            )
+            for subject, found in matches.items():
+                for part in found.parts():
+                    for rule in (r for r in rules if r.subject == subject):
+                        rows = part.loc[part[_mask(rule)] & part[rule.date_field].notna()]
+                        if rows.empty:
+                            continue
+                        got, behind = _apply(rule, rows, policy.listing_years_of(rule), as_of)
+                        flags.append(got)
+                        evidence.append(behind)
     flags = [f for f in flags if len(f)]
     evidence = [e for e in evidence if len(e)]
     all_flags = pd.concat(flags, ignore_index=True) if flags else _empty(FLAG_COLUMNS)
@@ -127,27 +138,102 @@ def _mask(rule: Rule) -> str:
     return f"__rule__{rule.id}"
 
 
+class _Matches:
+    """The matching records of one subject's rules: in memory while they are few; past
+    `SPILL_ROWS`, spread over `PARTITIONS` Parquet files by a hash of the subject, so that each
+    file holds whole subjects and is evaluated alone (memory stays flat as the store grows).
+    Evaluation order does not matter: ids come from the evidence, and the result is sorted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.frames: list[pd.DataFrame] = []
+        self.rows = 0
+        self.writers: list[pq.ParquetWriter] = []
+        self.schema: pa.Schema | None = None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        self.rows += len(frame)
+        if not self.writers and self.rows <= SPILL_ROWS:
+            self.frames.append(frame)
+            return
+        if not self.writers:
+            held, self.frames = self.frames, []
+            self.folder.mkdir(parents=True)
+            for frame_held in held:
+                self._spill(frame_held)
+        self._spill(frame)
+
+    def _spill(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        if not self.writers:
+            self.schema = table.schema  # Parquet keeps seconds as milliseconds: cast back
+            self.writers = [
+                pq.ParquetWriter(self.folder / f"part-{i:03d}.parquet", table.schema)
+                for i in range(PARTITIONS)
+            ]
+        part = pd.util.hash_array(frame["subject_key"].to_numpy(dtype=object)) % PARTITIONS
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        for i in np.flatnonzero(np.diff(bounds)):
+            self.writers[i].write_table(table.take(order[bounds[i] : bounds[i + 1]]))
+
+    def parts(self) -> Iterator[pd.DataFrame]:
+        """The records, whole subjects at a time."""
+        if not self.writers:
+            if self.frames:
+                yield pd.concat(self.frames, ignore_index=True)
+            return
+        for writer in self.writers:
+            writer.close()
+        for i in range(PARTITIONS):
+            table = pq.read_table(self.folder / f"part-{i:03d}.parquet").cast(self.schema)
+            if table.num_rows:
+                yield table.to_pandas(types_mapper={pa.large_string(): _STR}.get)
+
+
 def _matching_records(
-    conn: Connection, dataset: str, rules: list[Rule], policy: Policy, as_of: date, chunk: int
-) -> pd.DataFrame:
-    """The records of `dataset` any rule matches, with one boolean column per rule."""
+    conn: Connection,
+    dataset: str,
+    rules: list[Rule],
+    policy: Policy,
+    as_of: date,
+    chunk: int,
+    scratch: Path,
+    unidentified: dict[str, int],
+) -> dict[str, _Matches]:
+    """The records of `dataset` some rule matches, per subject: only what the rules need next
+    (who, when, the record's key and one boolean column per rule). Records naming no subject
+    are counted per rule in `unidentified` and dropped."""
+    subjects = {r.subject: policy.subjects[r.subject] for r in rules}
     columns: set[str] = set()
     for rule in rules:
         columns |= rule.where.fields() | {rule.date_field}
-        columns |= policy.subjects[rule.subject].fields()
-    kept = []
+    for subject in subjects.values():
+        columns |= subject.fields()
+    natural_key = load_contract(dataset).natural_key
+    matches = {name: _Matches(scratch / dataset / name) for name in subjects}
+    unidentified.update(dict.fromkeys((r.id for r in rules), 0))
     for frame in state_as_of(conn, dataset, as_of, chunk_rows=chunk, columns=sorted(columns)):
         typed = {name: frame[name] for name in frame.columns}
-        any_rule = pd.Series(False, index=frame.index)
-        for rule in rules:
-            frame[_mask(rule)] = holds(rule.where, typed, frame.index)
-            any_rule |= frame[_mask(rule)]
-        kept.append(frame.loc[any_rule])
-    if not kept:
-        return pd.DataFrame(columns=[_mask(r) for r in rules], dtype=bool)
-    matched = pd.concat(kept, ignore_index=True)
-    matched["record_key"] = record_keys(matched, load_contract(dataset).natural_key)
-    return matched
+        masks = {r.id: holds(r.where, typed, frame.index).to_numpy(dtype=bool) for r in rules}
+        for name, subject in subjects.items():
+            mine = [r for r in rules if r.subject == name]
+            hit = np.logical_or.reduce([masks[r.id] for r in mine])
+            if not hit.any():
+                continue
+            rows = frame.loc[hit]
+            narrow = _with_subject(rows, subject)
+            named = narrow["subject_key"].notna().to_numpy()
+            for rule in mine:
+                mask = masks[rule.id][hit]
+                unidentified[rule.id] += int((mask & ~named).sum())
+                narrow[_mask(rule)] = mask
+                narrow[rule.date_field] = rows[rule.date_field]
+            narrow["record_key"] = record_keys(rows, natural_key)
+            matches[name].add(narrow.loc[named].reset_index(drop=True))
+    return matches
 
 
 def record_keys(frame: pd.DataFrame, key: Iterable[str]) -> pd.Series:
@@ -165,7 +251,7 @@ def record_keys(frame: pd.DataFrame, key: Iterable[str]) -> pd.Series:
 
 
 def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
-    """Name each record's subject: the first non-empty identifier, its kind, name and type."""
+    """Who each record is about: the first non-empty identifier, its kind, name and type."""
     key = pd.Series(pd.NA, index=rows.index, dtype="str")
     ident = key.copy()
     kind = key.copy()
@@ -178,7 +264,7 @@ def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
             present &= value != placeholder
         ident = ident.mask(present, value)
         kind = kind.mask(present, identifier.kind)
-    out = rows.copy()
+    out = pd.DataFrame(index=rows.index)
     out["subject_id"] = ident
     out["subject_id_kind"] = kind
     out["subject_key"] = kind + ":" + ident
