@@ -86,3 +86,14 @@ def test_unknown_quality_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CREDITPIPE_QUALITY", "sometimes")
     with pytest.raises(ConfigError, match="CREDITPIPE_QUALITY"):
         quality_run(load_contract("penalty"), 1)
+
+
+def test_batches_are_not_fingerprinted() -> None:
+    """GX would hash every value of every batch just to label it (see QualityRun)."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    engine = pandas_execution_engine.PandasExecutionEngine
+    assert "HASH_THRESHOLD" in engine.get_batch_data_and_markers.__code__.co_names  # still read
+    run = QualityRun(load_contract("penalty"))
+    run.validate(_bad_batch())
+    assert pandas_execution_engine.HASH_THRESHOLD == 0
