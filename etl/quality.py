@@ -187,7 +187,6 @@ class QualityRun:
                 logging.WARNING
             )
             from great_expectations.data_context.types.base import ProgressBarsConfig
-
             from great_expectations.execution_engine import pandas_execution_engine
 
             # GX fingerprints every batch under 1 GB by hashing all of its values
