@@ -111,7 +111,9 @@ class CheckResult:
 class _KeyIndex:
     """Natural-key hashes of the rows seen so far, to find duplicates across chunks.
 
-    One sorted uint64 array (and the rows) per chunk: memory is 16 bytes per keyed row.
+    Sorted runs of uint64 hashes with their uint32 row numbers (12 bytes per keyed row), merged
+    like a log-structured tree whenever a run is no smaller than the one before it: a chunk is
+    searched against O(log chunks) runs, not against every earlier chunk.
     Equal 64-bit hashes are taken as equal keys; a false match needs ~2^32 rows.
     """
 
@@ -125,18 +127,28 @@ class _KeyIndex:
         complete = key.notna().all(axis=1)
         hashes = pd.util.hash_pandas_object(key[complete], index=False).to_numpy()
         order = np.argsort(hashes)  # sorted, so earlier chunks are searched, not re-sorted
-        hashes, chunk_rows = hashes[order], rows[complete].to_numpy()[order]
+        hashes = hashes[order]
+        chunk_rows = rows[complete].to_numpy().astype(np.uint32)[order]
         repeated = pd.Series(hashes).duplicated(keep=False).to_numpy().copy()
         for earlier in self.hashes:
             repeated |= _contains(earlier, hashes)
-        self.hashes.append(hashes)
-        self.rows.append(chunk_rows)
+        self._push(hashes, chunk_rows)
         mask = pd.Series(False, index=key.index)
         mask[complete[complete].index[order[repeated]]] = True
         if repeated.any():
             text = key[complete].iloc[order[repeated]].astype("str").agg(" / ".join, axis=1)
             self.dupes.append((hashes[repeated], chunk_rows[repeated], text))
         return mask
+
+    def _push(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        self.hashes.append(hashes)
+        self.rows.append(rows)
+        while len(self.hashes) > 1 and len(self.hashes[-1]) >= len(self.hashes[-2]):
+            merged = np.concatenate([self.hashes.pop(-2), self.hashes.pop()])
+            order = np.argsort(merged, kind="stable")
+            both = np.concatenate([self.rows.pop(-2), self.rows.pop()])
+            self.hashes.append(merged[order])
+            self.rows.append(both[order])
 
     def rejections(self, field_label: str, key_label: str) -> tuple[pd.DataFrame, np.ndarray]:
         """Every row sharing a key with another, earlier ones included, with its partners."""
@@ -146,7 +158,7 @@ class _KeyIndex:
         hits = []
         for hashes, rows in zip(self.hashes, self.rows, strict=True):
             where = np.isin(hashes, dup_hashes)
-            hits.append(pd.DataFrame({"hash": hashes[where], "row": rows[where]}))
+            hits.append(pd.DataFrame({"hash": hashes[where], "row": rows[where].astype(np.int64)}))
         all_rows = pd.concat(hits, ignore_index=True).sort_values(["hash", "row"])
         texts = (
             pd.concat([pd.Series(t.to_numpy(), index=h) for h, _, t in self.dupes])
