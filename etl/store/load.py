@@ -17,6 +17,9 @@ point leaves the store exactly as it was before the file.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +50,15 @@ _IN_BATCH = 10_000  # rows per IN (…) list: SQLite caps bound parameters
 # COPY text (PostgreSQL) of one batch at a time, not of a whole chunk (≈ 250 MB per 100,000
 # rows for the SQLite tuples: it took a 1,000,000-row run over 1 GB peak RSS).
 _WRITE_BATCH = 10_000
+# A NaN bound on SQLite is stored as NULL (sqlite3_bind_double), and a float is bound as it is,
+# while `None` goes through the sqlite3 module's adapter look-up first: a failed attribute
+# look-up per NULL, the most expensive value to bind (tests/store/test_bulk_insert.py).
+_SQLITE_NULL = float("nan")
+# A column with at most one distinct value per this many rows is bound from one Python string
+# per distinct value (the sqlite3 module then encodes each to UTF-8 once, not once per row);
+# whether a column may be is first judged on its first `_SAMPLE` values.
+_FEW_DISTINCT = 4
+_SAMPLE = 1_000
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 
@@ -73,10 +85,8 @@ def wire_column(values: pd.Series) -> pa.Array:
     if isinstance(dtype, pd.ArrowDtype) and pa.types.is_decimal(dtype.pyarrow_dtype):
         return pc.cast(pa.array(values), pa.string())
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        days = values.to_numpy().astype("datetime64[D]")
-        text = np.datetime_as_string(days).astype(object)
-        text[np.isnat(days)] = None
-        return pa.array(text, pa.string())
+        days = values.to_numpy().astype("datetime64[D]")  # NaT → null; Arrow writes ISO dates
+        return pc.cast(pa.array(days, pa.date32(), from_pandas=True), pa.string())
     if pd.api.types.is_bool_dtype(dtype):
         return pa.array(np.where(values.to_numpy(dtype=bool), "1", "0"), pa.string())
     if pd.api.types.is_integer_dtype(dtype):
@@ -98,12 +108,70 @@ def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
     if conn.dialect.name == "postgresql":
         _copy(conn, table.name, columns, wire)
         return
-    marks = ", ".join("?" for _ in columns)
+    _sqlite_insert(conn, table.name, columns, wire)
+
+
+def _sqlite_insert(conn: Connection, name: str, columns: list[str], wire: list[pa.Array]) -> None:
+    """SQLite executemany, `_WRITE_BATCH` rows at a time, every value bound as text or NULL.
+
+    The cost is binding Python objects, value by value, in the sqlite3 module, so as few and as
+    cheap ones as possible are made: a column NULL throughout a batch is a literal NULL in the
+    statement, a NULL is bound as NaN (see `_SQLITE_NULL`), and a column of few distinct values
+    shares one string object per value. The garbage collector is paused meanwhile: the batch's
+    row tuples would otherwise trigger collections that scan every live object, for nothing.
+    """
     names = ", ".join(f'"{c}"' for c in columns)
-    insert = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
-    for start in range(0, len(frame), _WRITE_BATCH):
-        part = (w.slice(start, _WRITE_BATCH).to_pylist() for w in wire)
-        conn.exec_driver_sql(insert, list(zip(*part, strict=True)))
+    shared = [_few_distinct(values) for values in wire]
+    with _gc_paused():
+        for start in range(0, len(wire[0]), _WRITE_BATCH):
+            part = [values.slice(start, _WRITE_BATCH) for values in wire]
+            bound = [i for i, values in enumerate(part) if values.null_count < len(values)]
+            marks = ", ".join("?" if i in bound else "NULL" for i in range(len(columns)))
+            insert = f'INSERT INTO "{name}" ({names}) VALUES ({marks})'
+            cells = [_bind_values(part[i], shared[i], start) for i in bound]
+            rows: list[tuple[Any, ...]] = (
+                list(zip(*cells, strict=True)) if cells else [()] * len(part[0])
+            )
+            conn.exec_driver_sql(insert, rows)
+
+
+def _few_distinct(values: pa.Array) -> tuple[np.ndarray, pa.Array] | None:
+    """(one Python string per distinct value, NaN last; each row's index into it) when the
+    column has few distinct values (`_FEW_DISTINCT`), else None."""
+    sample = values.slice(0, _SAMPLE)  # most columns are nearly unique: hash them only once
+    if len(pc.unique(sample)) * _FEW_DISTINCT > len(sample):
+        return None
+    encoded = pc.dictionary_encode(values)
+    distinct = len(encoded.dictionary)
+    if distinct * _FEW_DISTINCT > len(values) or distinct > _WRITE_BATCH:  # memory: ≤ a batch
+        return None
+    words = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), _SQLITE_NULL)
+    return words, pc.fill_null(encoded.indices, len(words) - 1)
+
+
+def _bind_values(
+    values: pa.Array, shared: tuple[np.ndarray, pa.Array] | None, start: int
+) -> list[Any]:
+    """The Python values to bind for one batch of a wire column: str, or NaN for NULL."""
+    if shared is not None:
+        words, indices = shared
+        return words[indices.slice(start, len(values)).to_numpy()].tolist()
+    if not values.null_count:
+        return values.to_pylist()
+    cells = values.to_numpy(zero_copy_only=False)
+    cells[values.is_null().to_numpy(zero_copy_only=False)] = _SQLITE_NULL
+    return cells.tolist()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _copy(conn: Connection, name: str, columns: list[str], wire: list[pa.Array]) -> None:
