@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 _ALL_SPACE_CLASS = "[\\s\u00a0\u3000" + _ZERO_WIDTH + "]+"  # literal characters: RE2-safe
 _ALL_SPACE = re.compile(_ALL_SPACE_CLASS)
+_SAMPLE_ROWS = 1024
 
 
 def fold(text: str) -> str:
@@ -73,6 +75,36 @@ def canonical(values: pd.Series) -> pd.Series:
 def lookup_keys(values: pd.Series) -> pd.Series:
     """Vectorised `lookup_key`."""
     return _series(pc.utf8_lower(_arrow(canonical(values))), values)
+
+
+def arrow_strings(values: pd.Series) -> pa.Array:
+    """The values as one Arrow string array (chunks combined)."""
+    array = _arrow(values)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Codes (row → distinct value) and the distinct values, in order of first appearance.
+
+    Arrow's hash kernel: several times faster than `pd.factorize`, which also builds an Index.
+    """
+    encoded = pc.dictionary_encode(arrow_strings(values), null_encoding="encode")
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return codes, pd.Series(encoded.dictionary, dtype="str")
+
+
+def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
+    """`factorize(values)` when a column repeats its values (at most one distinct value in two
+    rows), else None. A column whose first rows are (almost) all different is not tried: a
+    sample says little more (dates: 92 % distinct in 1,024 rows, 5 % in 100,000), but a
+    sample this unique is a name or a case number."""
+    if len(values) < _SAMPLE_ROWS:
+        return None
+    _, sampled = factorize(values.iloc[:_SAMPLE_ROWS])
+    if len(sampled) > _SAMPLE_ROWS * 0.95:
+        return None
+    codes, distinct = factorize(values)
+    return (codes, distinct) if len(distinct) <= len(values) // 2 else None
 
 
 def extract(values: pd.Series, pattern: str) -> pd.DataFrame:

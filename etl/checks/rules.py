@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from etl.checks.codes import message
 from etl.checks.identifiers import check_resident_id, check_uscc
@@ -20,6 +21,7 @@ from etl.intake.header import HeaderMap
 from etl.intake.normalise import Parsed, Problem, parse_field, positive, to_timestamp
 from etl.intake.readers import EXTRA, ROW
 from etl.offices import Office
+from etl.text import arrow_strings
 
 REJECTION_COLUMNS = ["row", "field", "code", "message", "value"]
 _FIRST = ("enum", "multi_enum", "district")
@@ -157,8 +159,7 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
         raw_value = texts[spec.name]
         _required(spec, p, raw_value, typed, index, out, titles)
         if spec.max_length is not None:
-            length = p.values.astype("str").str.len()
-            too_long = p.present & (length > spec.max_length).fillna(False)
+            too_long = p.present & _longer_than(p.values, spec.max_length)
             msg = message("E_TOO_LONG", field=spec.title, max_length=spec.max_length)
             out.add(too_long, spec.name, "E_TOO_LONG", msg, raw_value)
         for problem in p.problems:
@@ -175,6 +176,13 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
     frame = pd.DataFrame({f.name: typed[f.name] for f in contract.fields}, index=index)
     frame[ROW] = raw[ROW]
     return ChunkOutcome(frame, out.frame())
+
+
+def _longer_than(values: pd.Series, max_length: int) -> pd.Series:
+    """Values longer than `max_length` characters (NA is not): one Arrow kernel."""
+    length = pc.utf8_length(arrow_strings(values.astype("str")))
+    longer = pc.fill_null(pc.greater(length, max_length), False)
+    return pd.Series(longer.to_numpy(zero_copy_only=False), index=values.index)
 
 
 def _required(

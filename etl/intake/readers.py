@@ -8,18 +8,23 @@ through calamine (Rust), whose cell range is bounded by the format's 1,048,576-r
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import charset_normalizer
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import python_calamine as calamine
 
 from etl.checks.codes import column_letter, message
@@ -34,7 +39,9 @@ CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 SHEET_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 DELIMITERS = [",", "\t", ";", "|"]
 EXTRA_COLUMNS = 16  # room for rows wider than the header, so they are rejected, not lost
+END_MARK = "\x00creditpipe: end of file\x00"  # a record appended to a CSV to find open quotes
 _BLOCK = 1 << 20
+_SAMPLE = 256 * 1024  # bytes read to find the header and delimiter
 _CALAMINE_ERRORS = (
     calamine.CalamineError,
     calamine.PasswordError,
@@ -46,6 +53,9 @@ _CALAMINE_ERRORS = (
 # Label shown to the office → Python codec used to read. GBK files are read with the GB18030
 # codec, a strict superset, so a rare 4-byte character further down cannot break the read.
 _ENCODINGS = {"UTF-8-BOM": "utf-8-sig", "UTF-8": "utf-8", "GBK": "gb18030", "GB18030": "gb18030"}
+# Python codec → Arrow's: Arrow reads UTF-8 itself (and skips a BOM); other codecs are
+# transcoded through Python's codec, block by block.
+_ARROW_ENCODINGS = {"utf-8": "utf8", "utf-8-sig": "utf8"}
 
 
 @dataclass
@@ -191,12 +201,20 @@ class _UnnamedColumns:
 
 
 class CsvReader:
-    """Streams a delimited text file in chunks of rows."""
+    """Streams a delimited text file in chunks of rows, parsed by Arrow's streaming CSV reader.
+
+    Arrow parses the records that have the usual number of cells, in C++ with no Python per
+    row, and hands the rare others (a title row, short or over-wide rows) to `_OddRecords`. Those
+    are parsed by pandas against the header's width plus EXTRA_COLUMNS, as the whole file was
+    before, so they are padded, rejected as E_ROW_SHAPE or stop the file exactly as they did.
+    A chunk holds the same records a pandas chunk of `rows` records did: numbered by record (a
+    multi-line cell is one row, a blank line counts), the header and the rows above it dropped.
+    """
 
     def __init__(self, path: Path, contract: Contract) -> None:
         self.path = path
         self.scan = scan_text_file(path)
-        self.delimiter, self.header = self._find_header(contract)
+        self.delimiter, self.header, self._cells, self._record_bytes = self._find_header(contract)
         self.warnings = _unknown_column_warnings(self.header)
         bound = {b.column for b in self.header.bindings}
         self._unnamed = _UnnamedColumns(
@@ -208,10 +226,12 @@ class CsvReader:
         )
         self._fh: io.BufferedReader | None = None
 
-    def _find_header(self, contract: Contract) -> tuple[str, HeaderMap]:
+    def _find_header(self, contract: Contract) -> tuple[str, HeaderMap, int, float]:
+        """Delimiter, header, the usual cell count of a data row and bytes per line (sampled)."""
         with self.path.open("rb") as fh:
-            sample = fh.read(256 * 1024).decode(self.scan.codec, errors="ignore")
-        best: tuple[int, str, HeaderMap] | None = None
+            head = fh.read(_SAMPLE)
+        sample = head.decode(self.scan.codec, errors="ignore")
+        best: tuple[int, str, HeaderMap, list[list[str]]] | None = None
         first_error: InputFileError | None = None
         for delimiter in DELIMITERS:
             records = list(_first_records(sample, delimiter, HEADER_SEARCH_ROWS))
@@ -221,41 +241,52 @@ class CsvReader:
                 first_error = first_error or exc
                 continue
             if best is None or len(header.bindings) > best[0]:
-                best = (len(header.bindings), delimiter, header)
+                best = (len(header.bindings), delimiter, header, records)
         if best is None:
             assert first_error is not None
             raise first_error
-        return best[1], best[2]
+        _, delimiter, header, records = best
+        cells = _usual_cells(records[header.row_index + 1 :], header.width)
+        return delimiter, header, cells, len(head) / max(1, head.count(b"\n"))
 
     def chunks(self, rows: int) -> Iterator[RawChunk]:
-        width = self.header.width
-        names = list(range(width + EXTRA_COLUMNS))
+        odd = _OddRecords(self.header.width, self.delimiter)
+        names = [str(c) for c in range(self._cells)]
         with self.path.open("rb") as fh:
             self._fh = fh
             try:
-                reader = pd.read_csv(
-                    fh,
-                    sep=self.delimiter,
-                    header=None,
-                    names=names,
-                    dtype=str,
-                    encoding=self.scan.codec,
-                    skip_blank_lines=False,
-                    na_filter=False,
-                    keep_default_na=False,
-                    chunksize=rows,
-                    engine="c",
-                    index_col=False,
+                stream = pa_csv.open_csv(
+                    pa.PythonFile(_EndMarked(fh, self._end_marker()), mode="r"),
+                    read_options=pa_csv.ReadOptions(
+                        column_names=names,
+                        block_size=_block_size(self._record_bytes, rows),
+                        use_threads=False,  # serial parsing numbers the odd records
+                        encoding=_ARROW_ENCODINGS.get(self.scan.codec, self.scan.codec),
+                    ),
+                    parse_options=pa_csv.ParseOptions(
+                        delimiter=self.delimiter,
+                        newlines_in_values=True,
+                        ignore_empty_lines=False,  # a blank line is a (blank) row
+                        invalid_row_handler=odd,
+                    ),
+                    convert_options=pa_csv.ConvertOptions(
+                        # pandas' "str" columns hold large_string: no conversion later
+                        column_types=dict.fromkeys(names, pa.large_string()),
+                        strings_can_be_null=False,
+                    ),
                 )
-                for chunk in reader:
-                    # Records before and including the header are not data.
-                    chunk = chunk[chunk.index > self.header.row_index]
-                    if chunk.empty:
-                        continue
-                    chunk = chunk.fillna("")
-                    self._unnamed.observe(chunk)
-                    yield _finish_chunk(chunk, self.header, names[width:])
-            except (pd.errors.ParserError, ValueError) as exc:
+                pending = _Pending(self._cells)
+                start = 0  # the first record of the next chunk
+                for batch in stream:
+                    pending.add(batch, odd.number(batch.num_rows))
+                    while pending.last >= start + rows:
+                        yield from self._chunk(pending.take(start + rows), odd.take(start + rows))
+                        start += rows
+                odd.drop_end_marker()
+                while start <= max(pending.last, odd.last):
+                    yield from self._chunk(pending.take(start + rows), odd.take(start + rows))
+                    start += rows
+            except (pa.ArrowInvalid, pd.errors.ParserError, ValueError) as exc:
                 raise InputFileError(
                     message("E_CSV_STRUCTURE", detail=str(exc).strip()), code="E_CSV_STRUCTURE"
                 ) from None
@@ -267,10 +298,237 @@ class CsvReader:
                 self.warnings += self._unnamed.warnings()
                 self._fh = None
 
+    def _end_marker(self) -> bytes:
+        """The end-of-file marker record, in the file's encoding, on a line of its own."""
+        with self.path.open("rb") as fh:
+            bom = fh.read(2)
+            fh.seek(max(0, self.scan.size - 2))
+            tail = fh.read()
+        # Without a BOM of its own: UTF-16 in the byte order the file's BOM set.
+        codec = {"utf-8-sig": "utf-8", "utf-16": "utf-16-le"}.get(self.scan.codec, self.scan.codec)
+        if codec == "utf-16-le" and bom == codecs.BOM_UTF16_BE:
+            codec = "utf-16-be"
+        ends_line = any(tail.endswith(c.encode(codec)) for c in "\r\n")
+        return (END_MARK if ends_line else "\n" + END_MARK).encode(codec)
+
+    def _chunk(self, cells: pd.DataFrame, odd: pd.DataFrame) -> Iterator[RawChunk]:
+        """One chunk of records (index: record number) as a RawChunk; none above the header."""
+        width = self.header.width
+        if not odd.empty:
+            cells = pd.concat([cells, odd]).sort_index().fillna("")
+        for col in range(len(cells.columns), width):  # data rows narrower than the header
+            cells[col] = ""
+        # Records before and including the header are not data.
+        if len(cells) and cells.index[0] <= self.header.row_index:  # sorted: a slice, no copy
+            cells = cells.iloc[cells.index.searchsorted(self.header.row_index, side="right") :]
+        if cells.empty:
+            return
+        self._unnamed.observe(cells)
+        extra = sorted(int(c) for c in cells.columns if int(c) >= width)  # columns are numbers
+        yield _finish_chunk(cells, self.header, extra)
+
     def progress(self) -> float:
         if self._fh is None or self._fh.closed or not self.scan.size:
             return 0.0
         return min(1.0, self._fh.tell() / self.scan.size)
+
+
+class _EndMarked(io.RawIOBase):
+    """A file's bytes, then the end-of-file marker record.
+
+    Arrow parses a quoted cell left open at the end of the file as if it were closed, where
+    pandas stopped with "EOF inside string": when the marker comes back as a record of its own,
+    every quote was closed; when it does not, the open cell swallowed it.
+    """
+
+    def __init__(self, fh: io.BufferedReader, marker: bytes) -> None:
+        super().__init__()
+        self._fh = fh
+        self._marker = marker
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._fh.read(size)
+        if data or not self._marker:
+            return data
+        if size is None or size < 0:
+            size = len(self._marker)
+        data, self._marker = self._marker[:size], self._marker[size:]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _usual_cells(records: list[list[str]], width: int) -> int:
+    """The most common cell count of the sampled data rows (the header's width if none).
+
+    Arrow takes this many cells per row; other rows go the slower odd-record way. A count
+    beyond what pandas allowed (width + EXTRA_COLUMNS) is not taken, so such rows still fail.
+    """
+    counts = Counter(len(r) for r in records if r)
+    cells = counts.most_common(1)[0][0] if counts else width
+    return cells if 1 < cells <= width + EXTRA_COLUMNS else width
+
+
+def _block_size(record_bytes: float, rows: int) -> int:
+    """Arrow block size in bytes: small (1 MiB, or a tenth of a chunk if that is less).
+
+    Arrow reads blocks ahead and its allocator keeps what it freed: with blocks of half a
+    chunk (24 MiB here) a 1,000,000-row check peaked ~340 MB higher, for no time saved.
+    """
+    return int(max(64 << 10, min(1 << 20, record_bytes * rows / 10)))
+
+
+class _Pending:
+    """Parsed records not yet handed out, with their record numbers."""
+
+    def __init__(self, cells: int) -> None:
+        self.cells = cells
+        self.batches: list[pa.RecordBatch] = []
+        self.numbers: list[np.ndarray] = []
+        self.last = -1  # the number of the last record held (or seen), -1 before any
+
+    def add(self, batch: pa.RecordBatch, numbers: np.ndarray) -> None:
+        if batch.num_rows:
+            self.batches.append(batch)
+            self.numbers.append(numbers)
+            self.last = int(numbers[-1])
+
+    def take(self, end: int) -> pd.DataFrame:
+        """The held records numbered below `end`, as text columns 0, 1, … indexed by number."""
+        if not self.batches:
+            return pd.DataFrame(
+                {c: pd.Series(dtype="str") for c in range(self.cells)},
+                index=pd.Index([], dtype="int64"),
+            )
+        table = pa.Table.from_batches(self.batches)
+        numbers = np.concatenate(self.numbers)
+        cut = int(np.searchsorted(numbers, end))
+        rest = table.slice(cut)
+        self.batches = rest.to_batches() if rest.num_rows else []
+        self.numbers = [numbers[cut:]] if rest.num_rows else []
+        index = pd.Index(numbers[:cut])
+        part = table.slice(0, cut)
+        return pd.DataFrame(  # one contiguous array per column, not one piece per block
+            {
+                c: pd.Series(part.column(c).combine_chunks(), index=index, dtype="str")
+                for c in range(self.cells)
+            }
+        )
+
+
+class _OddRecords:
+    """Records whose cell count is not the usual one, as Arrow hands them over (rare).
+
+    Called by Arrow for each (`invalid_row_handler`), which skips them in its batches; `number`
+    then tells which record numbers the rows of a batch have, and `take` parses the odd ones
+    of a chunk with pandas, against width + EXTRA_COLUMNS columns as the file was read before.
+    """
+
+    def __init__(self, width: int, delimiter: str) -> None:
+        self.width = width
+        self.delimiter = delimiter
+        self.numbers: list[int] = []  # 0-based record numbers, increasing
+        self.texts: list[str] = []
+        self.cells: list[int] = []
+        self._next = 0  # the number of the record after the last parsed row numbered
+        self.last = -1
+
+    def __call__(self, row: pa_csv.InvalidRow) -> str:
+        if row.number is None:  # pragma: no cover - serial reads always number rows
+            raise InputFileError(
+                message("E_CSV_STRUCTURE", detail="row number unknown"), code="E_CSV_STRUCTURE"
+            )
+        self.numbers.append(row.number - 1)
+        self.texts.append(row.text)
+        self.cells.append(row.actual_columns)
+        self.last = row.number - 1
+        return "skip"
+
+    def number(self, count: int) -> np.ndarray:
+        """Record numbers of the next `count` rows Arrow parsed: the ones no odd record took.
+
+        Arrow reports the odd records of a block while parsing it, so every odd record before
+        these rows is known by now (and some after them may be, from reading ahead).
+        """
+        first = bisect.bisect_left(self.numbers, self._next)
+        odd = np.array(self.numbers[first:], dtype=np.int64) - self._next
+        # Row i comes after every odd record that has at most i parsed rows before it.
+        before = odd - np.arange(len(odd))
+        rows = np.arange(count, dtype=np.int64)
+        numbers = self._next + rows + np.searchsorted(before, rows, side="right")
+        if count:
+            self._next = int(numbers[-1]) + 1
+        return numbers
+
+    def _check_widths(self, numbers: list[int], cells: list[int]) -> None:
+        """Stop at the first record wider than pandas allowed, in pandas' words."""
+        limit = self.width + EXTRA_COLUMNS
+        for number, count in zip(numbers, cells, strict=True):
+            if count > limit:
+                raise InputFileError(
+                    message(
+                        "E_CSV_STRUCTURE",
+                        detail=f"Error tokenizing data. C error: Expected {limit} fields in "
+                        f"line {number + 1}, saw {count}",
+                    ),
+                    code="E_CSV_STRUCTURE",
+                )
+
+    def drop_end_marker(self) -> None:
+        """At the end of the stream: the marker must be the last record (see `_EndMarked`)."""
+        if self.texts and self.texts[-1] == END_MARK and self.numbers[-1] == self.last:
+            self.numbers.pop()
+            self.texts.pop()
+            self.cells.pop()
+            self.last -= 1  # records are numbered without gaps: this is the file's last
+            return
+        last = max(self.last, self._next - 1)  # the record left open
+        earlier = bisect.bisect_left(self.numbers, last)
+        self._check_widths(self.numbers[:earlier], self.cells[:earlier])  # reported first
+        raise InputFileError(  # pandas' words, as the file was read with it before
+            message(
+                "E_CSV_STRUCTURE",
+                detail=f"Error tokenizing data. C error: EOF inside string starting at row {last}",
+            ),
+            code="E_CSV_STRUCTURE",
+        )
+
+    def take(self, end: int) -> pd.DataFrame:
+        """The odd records numbered below `end`, parsed; index: record number."""
+        n = bisect.bisect_left(self.numbers, end)
+        numbers, texts, cells = self.numbers[:n], self.texts[:n], self.cells[:n]
+        del self.numbers[:n], self.texts[:n], self.cells[:n]
+        if not numbers:
+            return pd.DataFrame()
+        limit = self.width + EXTRA_COLUMNS
+        self._check_widths(numbers, cells)
+        frame = pd.read_csv(
+            io.StringIO("\n".join(texts)),
+            sep=self.delimiter,
+            header=None,
+            names=list(range(limit)),
+            dtype=str,
+            skip_blank_lines=False,
+            na_filter=False,
+            keep_default_na=False,
+            engine="c",
+            index_col=False,
+        )
+        if len(frame) != len(numbers):  # pragma: no cover - each text is one record
+            raise InputFileError(
+                message("E_CSV_STRUCTURE", detail="unexpected record split"),
+                code="E_CSV_STRUCTURE",
+            )
+        frame.index = pd.Index(numbers, dtype="int64")
+        frame = frame.fillna("").astype("str")
+        beyond = [c for c in frame.columns[self.width :] if (frame[c] != "").any()]
+        return frame[list(frame.columns[: self.width]) + beyond]
 
 
 def _first_records(sample: str, delimiter: str, limit: int) -> Iterator[list[str]]:
@@ -296,7 +554,10 @@ def _finish_chunk(chunk: pd.DataFrame, header: HeaderMap, extra_cols: list[int])
             frame.loc[has_extra, EXTRA] = wide.apply(
                 lambda r: "".join(f"「{v}」" for v in r if v), axis=1
             )
-    return RawChunk(frame[~blank].reset_index(drop=True), blank_rows=int(blank.sum()))
+    blank_rows = int(blank.sum())
+    if blank_rows:  # rare: filtering copies every cell
+        frame = frame[~blank]
+    return RawChunk(frame.reset_index(drop=True), blank_rows=blank_rows)
 
 
 def _blank_rows(cells: pd.DataFrame) -> pd.Series:

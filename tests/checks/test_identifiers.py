@@ -72,3 +72,20 @@ def test_patent_application_numbers(raw: str, ok: bool) -> None:
     assert outcome.format_ok[0]
     assert bool(outcome.checksum_ok[0]) is ok
     assert canonical[0] == f"201710601862.{raw[-1]}"
+
+
+def test_repeated_identifiers_are_checked_once_with_the_same_outcome() -> None:
+    usccs = ["91110108551385082Q", "91110108551385082A", "9111010855138508", ""]
+    rows = pd.Series((usccs * 300)[:1200], dtype="str")
+    whole, single = check_uscc(rows), check_uscc(pd.Series(usccs, dtype="str"))
+    for i in range(len(usccs)):
+        assert whole.format_ok.iloc[i] == single.format_ok.iloc[i]
+        assert whole.checksum_ok.iloc[i] == single.checksum_ok.iloc[i]
+        assert whole.expected.iloc[i] == single.expected.iloc[i]
+    ids = ["11010519491231002X", "110105194912310021", "11010519491331002X", "abc"]
+    latest = pd.Timestamp("2026-11-21")
+    rows = pd.Series((ids * 300)[:1200], dtype="str")
+    whole_id, single_id = check_resident_id(rows, latest), check_resident_id(pd.Series(ids), latest)
+    assert list(whole_id.birth_ok[:4]) == list(single_id.birth_ok)
+    assert list(whole_id.checksum_ok[:4]) == list(single_id.checksum_ok)
+    assert list(whole_id.checksum_ok.index) == list(rows.index)

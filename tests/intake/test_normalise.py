@@ -122,3 +122,52 @@ def test_identifiers_fold_full_width_and_case_names_keep_characters() -> None:
     assert list(uscc.values) == ["91110108551385082Q", "91110108551385082Q"]
     name = parse("subject_name", ["\u3000上海（华信）贸易有限公司\u00a0"])
     assert name.values[0] == "上海（华信）贸易有限公司"
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        (
+            "decision_date",
+            ["2023-05-11", "20230511", "45057", "2023-02-30", "", "明天", " 2023/5/11 "],
+        ),
+        ("fine_amount", ["5", "1,100元", "-5", "5美元", "", "0.2万元", "１２万元"]),
+        (
+            "penalty_categories",
+            ["罚款；警告", "吊销营业执照,罚款", "罚款;拘役", "", "警告、罚款、警告"],
+        ),
+        ("subject_type", ["法人", "个体户", "自 然 人", "外星人", ""]),
+        (
+            "subject_uscc",
+            ["９１１１０１０８５５１３８５０８２ｑ", " 91110108 551385082q ", "", "X"],
+        ),
+        ("decision_no", ["沪静市监处〔2023〕0号", " 沪静市监处〔2023〕１号", ""]),
+    ],
+)
+def test_repeated_values_are_parsed_once_with_the_same_outcome(
+    field: str, values: list[str]
+) -> None:
+    # A column that repeats its values is parsed per distinct value and spread back: the outcome
+    # must be exactly the one of parsing every row (here: each value on its own).
+    rows = (values * 400)[:2000]
+    whole = parse(field, rows)
+    for i, value in enumerate(values):
+        single = parse(field, [value])
+        assert whole.present.iloc[i] == single.present.iloc[0]
+        assert (pd.isna(whole.values.iloc[i]) and pd.isna(single.values.iloc[0])) or (
+            whole.values.iloc[i] == single.values.iloc[0]
+        )
+        # A problem that no row has may be left out of the list: compare the ones that hit.
+        hits_whole = [
+            (p.code, p.message.iloc[i] if isinstance(p.message, pd.Series) else p.message)
+            for p in whole.problems
+            if p.mask.iloc[i]
+        ]
+        hits_single = [
+            (p.code, p.message.iloc[0] if isinstance(p.message, pd.Series) else p.message)
+            for p in single.problems
+            if p.mask.iloc[0]
+        ]
+        assert hits_whole == hits_single
+    assert whole.values.dtype == parse(field, values).values.dtype
+    assert list(whole.values.index) == list(range(len(rows)))

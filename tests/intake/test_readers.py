@@ -174,3 +174,73 @@ def test_other_delimiters(
     path = tmp_path / "t.csv"
     path.write_text(text, encoding="utf-8")
     assert check(path).accepted == 1
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_bytes().decode("utf-8").split("\r\n")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_ragged_and_blank_rows_keep_their_numbers_across_chunks(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult], chunk_rows: int
+) -> None:
+    # Rows Arrow does not parse itself (a title row, short, blank, wide rows) are put back in
+    # place: numbered as a spreadsheet shows them, whatever the chunk boundaries.
+    path = write_csv([org_row(f"G{i}") for i in range(4)], title="某区行政处罚信息")
+    lines = _lines(path)  # title, header, G0..G3, ""
+    lines[3] = lines[3] + ",多出的内容"  # G1: one cell too many → E_ROW_SHAPE
+    lines[4] = ",".join(lines[4].split(",")[:5])  # G2: short → padded, required cells missing
+    lines.insert(5, "")  # a blank line between G2 and G3
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    result = check(path, chunk_rows=chunk_rows)
+    assert result.header_row == 2
+    assert (result.rows_read, result.blank_rows) == (4, 1)
+    by_row = result.rejections.groupby("row")["code"].apply(set).to_dict()
+    assert set(by_row) == {4, 5}
+    assert by_row[4] == {"E_ROW_SHAPE"}
+    assert "E_REQUIRED" in by_row[5]
+    assert result.accepted == 2
+
+
+def test_quote_left_open_at_the_end_is_a_file_error(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    path = write_csv([org_row("Q1"), org_row("Q2")])
+    text = path.read_bytes().decode("utf-8").rstrip("\r\n")
+    path.write_text(text + '"未闭合的备注\r\n', encoding="utf-8")  # in the last cell: no short row
+    result = check(path)
+    assert [e.code for e in result.file_errors] == ["E_CSV_STRUCTURE"]
+    assert "EOF inside string starting at row 2" in result.file_errors[0].message
+    assert (result.rows_read, result.accepted, result.rejected) == (0, 0, 0)
+
+
+def test_quoted_cells_with_delimiters_quotes_and_line_breaks(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    from tests.test_check import accepted_frame
+
+    facts = '经查，当事人"销售"侵权商品,\r\n事实清楚'
+    path = write_csv([org_row("C1", 违法事实=facts), org_row("C2")])
+    result = check(path)
+    assert (result.rows_read, result.accepted) == (2, 2), result.rejections.to_dict("records")
+    frame = accepted_frame(path)
+    assert list(frame["_row"]) == [2, 3]
+    assert frame["violation_facts"].iloc[0] == facts
+
+
+def test_row_wider_than_the_extra_columns_stops_the_file(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    path = write_csv([org_row("V1"), org_row("V2")])
+    lines = _lines(path)
+    lines[2] += "," * 40
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    result = check(path)
+    assert [e.code for e in result.file_errors] == ["E_CSV_STRUCTURE"]
+    assert "line 3" in result.file_errors[0].message
+
+
+def test_utf16_csv(write_csv: Callable[..., Path], check: Callable[..., CheckResult]) -> None:
+    result = check(write_csv([org_row("U1"), org_row("U2")], encoding="utf-16"))
+    assert result.encoding == "UTF-16"
+    assert (result.rows_read, result.accepted) == (2, 2), result.rejections.to_dict("records")
