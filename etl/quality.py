@@ -19,6 +19,8 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -251,15 +253,22 @@ class QualityRun:
 
 
 class QualityProcess:
-    """`QualityRun` in a second process: each batch goes over a pipe as Arrow IPC.
+    """`QualityRun` in a second process, fed each batch as an Arrow IPC file.
 
-    The pipe holds one message at a time, so when GX falls behind, `validate` waits for it
-    (memory stays at about one batch in flight). Spawned, not forked: the parent has Arrow and
-    database threads, which a fork would copy in an unknown state.
+    A batch is written once to a scratch folder (in /dev/shm where there is one) and the quality
+    process memory-maps it: no copy through a pipe. At most `IN_FLIGHT` batches wait for GX;
+    beyond that `validate` waits for it, so memory stays flat however large the file. Spawned,
+    not forked: the parent has Arrow and database threads, which a fork would copy in an
+    unknown state.
     """
+
+    IN_FLIGHT = 2
 
     def __init__(self, contract: Contract) -> None:
         suite = load_suite(contract)  # a broken suite file is reported here, by the caller
+        shm = Path("/dev/shm")
+        scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        self._folder = Path(tempfile.mkdtemp(prefix="creditpipe-quality-", dir=scratch))
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -270,48 +279,66 @@ class QualityProcess:
         )
         self._process.start()
         child.close()
+        self._sent = self._done = 0
         self._summary: dict[str, Any] | None = None
 
     def validate(self, frame: pd.DataFrame) -> None:
         """Hand one accepted batch to the quality process (waits while it is busy)."""
         if frame.empty:
             return
+        while self._sent - self._done >= self.IN_FLIGHT:
+            self._receive("done")
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as stream:
-            stream.write_table(table)
-        try:
-            self._conn.send_bytes(sink.getvalue())
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            raise self._failure() from None
+        path = self._folder / f"{self._sent:06d}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+            out.write_table(table)
+        self._send(("batch", str(path)))
+        self._sent += 1
 
     def summary(self) -> dict[str, Any]:
         """Ends the process after the last batch and returns its summary (once computed, kept)."""
         if self._summary is None:
             try:
-                self._conn.send_bytes(b"")  # end of batches
-                status, payload = self._conn.recv()
-            except (BrokenPipeError, ConnectionResetError, EOFError):
-                raise self._failure() from None
+                while self._done < self._sent:
+                    self._receive("done")
+                self._send(("end", None))
+                self._summary = self._receive("ok")
             finally:
                 self.close()
-            if status != "ok":
-                raise QualityError(payload)
-            self._summary = payload
         return self._summary
 
     def close(self) -> None:
-        """Stops the process (after `summary`, or when the check ends early)."""
+        """Stops the process and removes its scratch folder (after `summary`, or early)."""
         self._conn.close()
         self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _send(self, message: tuple[str, str | None]) -> None:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            raise self._failure() from None
+
+    def _receive(self, expected: str) -> Any:
+        try:
+            status, payload = self._conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            raise self._failure() from None
+        if status == "done":
+            self._done += 1
+        if status == "error":
+            raise QualityError(payload)
+        if status != expected and status != "done":
+            raise QualityError(f"数据质量检查进程的应答不符：{status}")
+        return payload
 
     def _failure(self) -> QualityError:
         """The error the quality process reported before it went away, else its exit code."""
         try:
-            if self._conn.poll(5):
+            while self._conn.poll(5):
                 status, payload = self._conn.recv()
                 if status == "error":
                     return QualityError(payload)
@@ -331,12 +358,18 @@ class QualityError(RuntimeError):
 
 
 def _serve(contract: Contract, suite: dict[str, Any], conn: Connection) -> None:
-    """The quality process: validate batches until the empty message, then send the summary."""
+    """The quality process: validate each batch file (then remove it) until told to end, then
+    send the summary."""
     try:
         run = QualityRun(contract, suite)
-        while message := conn.recv_bytes():
-            table = pa.ipc.open_stream(message).read_all()
+        while (message := conn.recv())[0] == "batch":
+            path = message[1]
+            with pa.memory_map(path) as source:
+                table = pa.ipc.open_file(source).read_all()
             run.validate(table.to_pandas(types_mapper=_decimal_dtype))
+            del table
+            os.unlink(path)
+            conn.send(("done", None))
         conn.send(("ok", run.summary()))
     except EOFError:  # the checking process went away: nobody to report to
         return
