@@ -126,9 +126,14 @@ def _publish_one(
         }
         for folder in tmp.values():
             folder.mkdir(parents=True)
+        roots = {PUBLIC: public_root, RESTRICTED: restricted_root}
+        previous = {audience: writer.previous_folder(root, day) for audience, root in roots.items()}
+        columns = {PUBLIC: ext.public, RESTRICTED: ext.restricted}
         snapshots = {
-            PUBLIC: writer.Snapshot(tmp[PUBLIC], dataset, ext.public, ext.key),
-            RESTRICTED: writer.Snapshot(tmp[RESTRICTED], dataset, ext.restricted, ext.key),
+            audience: writer.Snapshot(
+                tmp[audience], dataset, columns[audience], ext.key, previous[audience], chunk
+            )
+            for audience in roots
         }
         titles = {c.name: c.title for c in ext.public}
         try:
@@ -139,12 +144,12 @@ def _publish_one(
                 if len(restricted_rows):
                     snapshots[RESTRICTED].write(restricted_rows)
             written = []
-            for audience, root in ((PUBLIC, public_root), (RESTRICTED, restricted_root)):
-                hashes = snapshots[audience].close()
+            for audience, root in roots.items():
+                delta = snapshots[audience].close()
                 written.append(
                     _finish(
-                        ext, audience, snapshots[audience], hashes, tmp[audience], root, day,
-                        policy, chunk,
+                        ext, audience, snapshots[audience].rows, delta, tmp[audience], root,
+                        previous[audience], day, policy,
                     )
                 )  # fmt: skip
         except Exception as exc:  # an error (not a crash): leave nothing behind, say why
@@ -162,21 +167,19 @@ def _publish_one(
 def _finish(
     ext: Extract,
     audience: str,
-    snapshot: writer.Snapshot,
-    hashes: Any,
+    rows: int,
+    delta: dict[str, int],
     tmp: Path,
     root: Path,
+    previous: Path | None,
     day: date,
     policy: PublicityProfile,
-    chunk: int,
 ) -> writer.Written:
     dataset = ext.dataset
     columns = ext.public if audience == PUBLIC else ext.restricted
-    previous = writer.previous_folder(root, day)
-    delta = writer.write_delta(tmp, dataset, columns, ext.key, hashes, previous, chunk)
     counts = {
-        f"{dataset}.parquet": snapshot.rows,
-        f"{dataset}.csv": snapshot.rows,
+        f"{dataset}.parquet": rows,
+        f"{dataset}.csv": rows,
         f"{dataset}.delta.parquet": sum(delta.values()),
         f"{dataset}.delta.csv": sum(delta.values()),
     }
@@ -205,7 +208,7 @@ def _finish(
     final = root / day.isoformat()
     result = writer.commit(tmp, final)
     writer.point_latest(root, day)
-    return writer.Written(dataset, day, final, snapshot.rows, delta, result, manifest)
+    return writer.Written(dataset, day, final, rows, delta, result, manifest)
 
 
 def _read_manifest(folder: Path | None) -> dict[str, Any]:

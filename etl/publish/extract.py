@@ -84,14 +84,21 @@ def _records(
     ]
     dropped = set(profile.masking.datasets[dataset].drop)
     public = [c for c in restricted if c.name not in dropped]
+    published = [c.name for c in restricted]
 
     def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         for frame in state_as_of(conn, dataset, day, chunk_rows=chunk_rows):
+            # Only the published columns go on: the store's bookkeeping and the windows' working
+            # columns are never written, and carrying them through masking cost more than the
+            # rest of it.
+            names = [name for name in published if name in frame]
             if dataset == profile.dataset:  # the publicity windows apply to penalties
                 if "record_status" in frame:
                     frame[REPAIRED] = (frame["record_status"] == REPAIRED_STATUS).fillna(False)
                 frame = with_publicity(frame, profile)
-                frame = frame.loc[in_window(frame, day)]
+                frame = frame.loc[in_window(frame, day), names]
+            else:
+                frame = frame[names]
             if frame.empty:
                 continue
             yield mask_frame(frame, dataset, profile), frame

@@ -136,7 +136,7 @@ def redact_personal_ids(
     (违法事实, 备注, a name column) keeps its first 3 and last 4 characters like a masked field;
     full-width digits are matched too, and nothing else in the cell changes.
     Raises PersonalDataError if any cell still holds a valid ID afterwards: never publish one."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only a redacted column is copied
     for name in out.columns:
         if out[name].dtype != "str" and out[name].dtype != object:
             continue

@@ -48,6 +48,8 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.contracts import FieldSpec, load_contract
 from etl.publish.policy import Period, PublicityProfile, Yuan
@@ -161,15 +163,21 @@ def _classes(
 
 
 def _categories(values: pd.Series, spec: FieldSpec) -> pd.DataFrame:
-    """One boolean column per category of the contract: does the row's 处罚类别 hold it?"""
+    """One boolean column per category of the contract: does the row's 处罚类别 hold it?
+    Each value is split once into its parts and every part looked up among the categories."""
     enum = spec.enum or []
-    padded = JOIN + values.fillna("").astype("str") + JOIN
-    has = pd.DataFrame(
-        {c: padded.str.contains(JOIN + c + JOIN, regex=False) for c in enum}, index=values.index
-    ).astype(bool)
-    parts = values.fillna("").astype("str").str.count(JOIN) + 1
-    parts = parts.where(values.fillna("").astype("str") != "", 0)
-    bad = (parts != has.sum(axis=1)) | (parts == 0)
+    text = pa.array(values.astype("str"), pa.string(), from_pandas=True).fill_null("")
+    split = pc.split_pattern(text, JOIN)
+    parts_of = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
+    which = pc.index_in(pc.list_flatten(split), value_set=pa.array(enum, pa.string()))
+    which = which.fill_null(-1).to_numpy(zero_copy_only=False)
+    known = which >= 0
+    matrix = np.zeros((len(values), len(enum)), dtype=bool)
+    matrix[parts_of[known], which[known]] = True
+    has = pd.DataFrame(matrix, index=values.index, columns=list(enum))
+    parts = np.bincount(parts_of, minlength=len(values))
+    parts[pc.equal(text, "").to_numpy(zero_copy_only=False)] = 0
+    bad = pd.Series((parts != matrix.sum(axis=1)) | (parts == 0), index=values.index)
     if bad.any():
         examples = sorted(values[bad].fillna("（空）").astype("str").unique())[:5]
         raise ValueError(f"{spec.title}含有数据契约之外的取值或为空，无法确定公示期：{examples}")

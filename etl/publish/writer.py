@@ -8,8 +8,8 @@ state or the new complete folder; the next run removes stale temporary folders.
 
 Reproducible: no wall-clock time goes into any file, rows come in a fixed order, Parquet row
 groups follow the chunk size, so publishing D again gives byte-identical files and checksums.
-Memory is bounded by the chunk: the snapshot is streamed, and the delta keeps two 64-bit hashes
-per record (key and content), re-reading the written files for the rows it needs.
+Memory is bounded by the chunk: the snapshot is streamed, and the delta (`delta.py`) is a merge
+of the new snapshot's chunks with the previous snapshot's Parquet file, both in key order.
 """
 
 from __future__ import annotations
@@ -25,20 +25,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from etl.publish.delta import OPS, Delta
 from etl.publish.extract import Column, as_arrow
+from etl.publish.text import CsvFile, as_text
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-OPS = ("ADD", "MOD", "DEL")
-_FORMULA_STARTS = pa.array(["=", "+", "-", "@", "\t", "\r"])  # a spreadsheet would run these
 
 
 @dataclass
@@ -67,169 +64,46 @@ class Written:
 
 
 class Snapshot:
-    """Streams chunks into `<dataset>.parquet` and `<dataset>.csv` in a temporary folder and
-    keeps, per row, a hash of its key and of its published content (for the delta)."""
+    """Streams chunks into `<dataset>.parquet` and `<dataset>.csv` in a temporary folder, and
+    the delta against the publication in `previous` into `<dataset>.delta.parquet|csv`
+    (`delta.py`); chunks come in key order."""
 
-    def __init__(self, folder: Path, dataset: str, columns: list[Column], key: list[str]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        dataset: str,
+        columns: list[Column],
+        key: list[str],
+        previous: Path | None,
+        chunk_rows: int,
+    ) -> None:
         self.folder, self.dataset, self.columns, self.key = folder, dataset, columns, key
         self.schema = pa.schema([c.arrow_field() for c in columns]).with_metadata(
             {"dataset": dataset}
         )
-        self.parquet = pq.ParquetWriter(folder / f"{dataset}.parquet", self.schema)
+        self.path = folder / f"{dataset}.parquet"
+        self.parquet = pq.ParquetWriter(self.path, self.schema)
         self.csv = CsvFile(folder / f"{dataset}.csv", columns)
+        self.delta = Delta(folder, dataset, columns, key, previous, chunk_rows)
+        self.chunk_rows = chunk_rows
         self.rows = 0
-        self.keys: list[np.ndarray] = []
-        self.hashes: list[np.ndarray] = []
 
     def write(self, frame: pd.DataFrame) -> None:
+        """One Parquet row group per call; the text, CSV and delta work a chunk at a time (the
+        flag extract comes in one piece)."""
         table = as_arrow(frame, self.columns)
         self.parquet.write_table(table, row_group_size=max(len(table), 1))
-        text = as_text(table)
-        self.csv.write(text)
-        keys, hashes = row_hashes(text, self.key)
-        self.keys.append(keys)
-        self.hashes.append(hashes)
+        for start in range(0, len(table), self.chunk_rows):
+            part = table.slice(start, self.chunk_rows)
+            text = as_text(part)
+            self.delta.add(part, text, self.csv.write(text))
         self.rows += len(table)
 
-    def close(self) -> tuple[np.ndarray, np.ndarray]:
+    def close(self) -> dict[str, int]:
+        """Close the files; the delta's count of rows per op."""
         self.parquet.close()
         self.csv.close()
-        keys = np.concatenate(self.keys) if self.keys else np.array([], np.uint64)
-        hashes = np.concatenate(self.hashes) if self.hashes else np.array([], np.uint64)
-        return keys, hashes
-
-
-class CsvFile:
-    """UTF-8 CSV with Chinese headers in the contract's order; formula-leading cells get `'`."""
-
-    def __init__(self, path: Path, columns: list[Column], extra: list[str] | None = None) -> None:
-        titles = [*(extra or []), *(c.title for c in columns)]
-        self.schema = pa.schema([pa.field(t, pa.string()) for t in titles])
-        self.handle: IO[bytes] = path.open("wb")
-        options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-        self.writer = pacsv.CSVWriter(self.handle, self.schema, write_options=options)
-
-    def write(self, text: pa.Table) -> None:
-        safe = [_neutralise(text.column(i).combine_chunks()) for i in range(text.num_columns)]
-        self.writer.write_table(pa.Table.from_arrays(safe, schema=self.schema))
-
-    def close(self) -> None:
-        self.writer.close()
-        self.handle.close()
-
-
-def _neutralise(values: pa.Array) -> pa.Array:
-    first = pc.utf8_slice_codeunits(values, 0, 1)
-    risky = pc.fill_null(pc.is_in(first, value_set=_FORMULA_STARTS), False)
-    return pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
-
-
-def as_text(table: pa.Table) -> pa.Table:
-    """Every column as the text a consumer reads: ISO dates, decimals without trailing zeros,
-    null as empty. The delta hashes this form, so it compares what consumers see."""
-    out = []
-    for i, column in enumerate(table.columns):
-        kind = table.schema.field(i).type
-        text = pc.cast(column, pa.string())
-        if pa.types.is_decimal(kind):
-            text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
-            text = pc.replace_substring_regex(text, r"\.$", "")
-        out.append(pc.fill_null(text, ""))
-    return pa.Table.from_arrays(out, names=table.column_names)
-
-
-def row_hashes(text: pa.Table, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A 64-bit hash of each row's key and of its whole content (pandas' vectorised hashing)."""
-    frame = text.to_pandas()
-    keys = pd.util.hash_pandas_object(frame[key], index=False).to_numpy(np.uint64)
-    content = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
-    return keys, content
-
-
-# --- delta -------------------------------------------------------------------------------------
-
-
-def write_delta(
-    folder: Path,
-    dataset: str,
-    columns: list[Column],
-    key: list[str],
-    current: tuple[np.ndarray, np.ndarray],
-    previous: Path | None,
-    chunk_rows: int,
-) -> dict[str, int]:
-    """`<dataset>.delta.parquet|csv`: ADD and MOD rows in snapshot order, then DEL rows (key
-    only) in the previous publication's order; counts per op."""
-    keys, hashes = current
-    if previous is not None:
-        old_keys, old_hashes = _hashes_of(previous / f"{dataset}.parquet", key, chunk_rows)
-    else:
-        old_keys, old_hashes = np.array([], np.uint64), np.array([], np.uint64)
-    position = pd.Index(old_keys).get_indexer(keys) if len(old_keys) else np.full(len(keys), -1)
-    is_add = position < 0
-    before = old_hashes[position] if len(old_hashes) else hashes  # position −1: masked below
-    is_mod = ~is_add & (before != hashes)
-    gone = ~np.isin(old_keys, keys)
-
-    op_column = Column("op", "变更类型", "", pa.string())
-    schema = pa.schema([op_column.arrow_field(), *(c.arrow_field() for c in columns)])
-    schema = schema.with_metadata({"dataset": dataset, "delta": "true"})
-    parquet = pq.ParquetWriter(folder / f"{dataset}.delta.parquet", schema)
-    csv = CsvFile(folder / f"{dataset}.delta.csv", columns, extra=[op_column.title])
-    ops = np.where(is_add, "ADD", np.where(is_mod, "MOD", ""))
-    offset = 0
-    for batch in _batches(folder / f"{dataset}.parquet", chunk_rows):
-        chosen = ops[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        keep = chosen != ""
-        if keep.any():
-            _write_ops(
-                parquet, csv, schema, pa.Table.from_batches([batch]).filter(keep), chosen[keep]
-            )
-    if previous is not None and gone.any():
-        offset = 0
-        for batch in _batches(previous / f"{dataset}.parquet", chunk_rows):
-            drop = gone[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            if drop.any():
-                rows = pa.Table.from_batches([batch]).filter(drop)
-                blank = [
-                    rows.column(c.name) if c.name in key else pa.nulls(rows.num_rows, c.type)
-                    for c in columns
-                ]
-                table = pa.Table.from_arrays(
-                    blank, schema=pa.schema([c.arrow_field() for c in columns])
-                )
-                _write_ops(parquet, csv, schema, table, np.full(rows.num_rows, "DEL"))
-    parquet.close()
-    csv.close()
-    return {"ADD": int(is_add.sum()), "MOD": int(is_mod.sum()), "DEL": int(gone.sum())}
-
-
-def _write_ops(
-    parquet: pq.ParquetWriter, csv: CsvFile, schema: pa.Schema, table: pa.Table, ops: np.ndarray
-) -> None:
-    with_op = pa.Table.from_arrays(
-        [pa.array(ops.astype(object), pa.string()), *table.columns], schema=schema
-    )
-    parquet.write_table(with_op, row_group_size=max(with_op.num_rows, 1))
-    csv.write(as_text(with_op))
-
-
-def _batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    with pq.ParquetFile(path) as source:
-        yield from source.iter_batches(batch_size=chunk_rows)
-
-
-def _hashes_of(path: Path, key: list[str], chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    keys, hashes = [], []
-    for batch in _batches(path, chunk_rows):
-        k, h = row_hashes(as_text(pa.Table.from_batches([batch])), key)
-        keys.append(k)
-        hashes.append(h)
-    if not keys:
-        return np.array([], np.uint64), np.array([], np.uint64)
-    return np.concatenate(keys), np.concatenate(hashes)
+        return self.delta.close(self.path)
 
 
 # --- descriptors -------------------------------------------------------------------------------

@@ -398,6 +398,10 @@ def test_empty_frame() -> None:
     [
         ({"penalty_categories": "警告;训诫"}, "处罚类别"),
         ({"penalty_categories": ""}, "处罚类别"),
+        ({"penalty_categories": None}, "处罚类别"),
+        ({"penalty_categories": "罚款;罚款"}, "处罚类别"),  # a repeated part is not canonical
+        ({"penalty_categories": "警告;"}, "处罚类别"),  # an empty part
+        ({"penalty_categories": "警告; 罚款"}, "处罚类别"),  # a part with a space
         ({"subject_type": "外星人"}, "行政相对人类别"),
         ({"procedure_type": "特别程序"}, "程序类型"),
     ],
