@@ -311,6 +311,13 @@ def _stream(
         if progress is not None:
             progress(reader.progress(), result.rows_read)
     result.warnings += [Notice(c, m) for c, m in reader.warnings]
+    if checker is not None:  # first: it ends the quality process before the rejections gather
+        result.quality = checker.summary()
+        failures = failed(result.quality)
+        if failures:
+            result.warnings.append(
+                Notice("W_QUALITY", message("W_QUALITY", failed="；".join(failures)))
+            )
 
     titles = contract.titles()
     key_label = "+".join(f"「{titles[k]}」" for k in contract.natural_key)
@@ -334,10 +341,3 @@ def _stream(
             f"row accounting broken for {path}: written {written}, withdrawn {len(late)}, "
             f"accepted {result.accepted} of {result.rows_read}"
         )
-    if checker is not None:
-        result.quality = checker.summary()
-        failures = failed(result.quality)
-        if failures:
-            result.warnings.append(
-                Notice("W_QUALITY", message("W_QUALITY", failed="；".join(failures)))
-            )
