@@ -7,9 +7,11 @@ what makes a rerun or backfill of D reproduce the same publication.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 from collections.abc import Generator, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import count
 from operator import itemgetter
@@ -99,8 +101,63 @@ def state_as_of(
         tables = _postgres_tables(conn, query, types, chunk_rows)
     else:
         tables = _sqlite_tables(conn, query, types, chunk_rows)
-    for table in tables:
-        yield derive_status(_frame(table, contract), contract, day)
+    with _read_ahead(tables) as ahead:
+        for table in ahead:
+            yield derive_status(_frame(table, contract), contract, day)
+
+
+_DONE = object()
+
+
+@contextmanager
+def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[Iterator[pa.Table]]:
+    """`tables`, the next one fetched and parsed in a thread while the caller works on this one.
+
+    The database formats rows (SQLite inside `sqlite3_step`, PostgreSQL in its own process)
+    and Arrow parses them without holding the GIL, so on two cores the read overlaps the
+    caller's work. One table ahead at most (memory: one chunk more). When the caller stops
+    early or fails, the thread stops and closes `tables` (and with it the cursor)."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for table in tables:
+                while not stop.is_set():
+                    try:
+                        handoff.put(table, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            item: Any = _DONE
+        except BaseException as exc:  # noqa: BLE001 -- raised again in the caller's thread
+            item = exc
+        finally:
+            tables.close()  # type: ignore[attr-defined]
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def consume() -> Iterator[pa.Table]:
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    thread = threading.Thread(target=produce, name="creditpipe-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        with suppress(queue.Empty):
+            handoff.get_nowait()  # a producer blocked on a full queue sees `stop` next
+        thread.join()
 
 
 STATUS_RULE = "status_rule"  # the rule that derived a record's status, else empty
