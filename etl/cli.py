@@ -11,6 +11,7 @@ failed and was left in the inbox for the next run).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -664,6 +665,10 @@ def generate(
 
 def main() -> None:
     """Console-script entry point."""
+    # Before pyarrow is first imported (commands import it lazily): jemalloc gives freed chunk
+    # memory back to the system, Arrow's default (mimalloc) keeps it: a 1,000,000-row check
+    # peaked at 784 MB instead of 858 MB, in the same time. The quality process inherits it.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
     try:
         app()
     except CreditpipeError as exc:  # anything not handled by a command: no traceback
