@@ -36,7 +36,7 @@ from etl import settings
 from etl.checks.rules import evaluate as holds
 from etl.contracts import load_contract
 from etl.flags.policy import Policy, Rule, Subject
-from etl.store.query import state_as_of
+from etl.store.query import STR, state_as_of
 
 EPOCH = pd.Timestamp("1900-01-01")
 # Matching records held in memory per subject before they spill to partition files, and the
@@ -44,7 +44,6 @@ EPOCH = pd.Timestamp("1900-01-01")
 # ~30,000,000 matching records.
 SPILL_ROWS = 500_000
 PARTITIONS = 64
-_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 _DAY_SPAN = 1 << 22  # more days than any date range: subject code × span + day orders both
 
 CANDIDATE, CONFIRMED, REJECTED, EXPIRED, WITHDRAWN = (
@@ -190,7 +189,7 @@ class _Matches:
         for i in range(PARTITIONS):
             table = pq.read_table(self.folder / f"part-{i:03d}.parquet").cast(self.schema)
             if table.num_rows:
-                yield table.to_pandas(types_mapper={pa.large_string(): _STR}.get)
+                yield table.to_pandas(types_mapper={pa.large_string(): STR}.get)
 
 
 def _matching_records(

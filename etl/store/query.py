@@ -120,28 +120,27 @@ def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[Iterator[pa.Table]]:
     handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
+    def offer(item: Any) -> bool:
+        """Hand `item` over unless the caller has stopped; False when it has."""
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for table in tables:
-                while not stop.is_set():
-                    try:
-                        handoff.put(table, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(table):
                     break
             item: Any = _DONE
         except BaseException as exc:  # noqa: BLE001 -- raised again in the caller's thread
             item = exc
         finally:
             tables.close()  # type: ignore[attr-defined]
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        offer(item)
 
     def consume() -> Iterator[pa.Table]:
         while (item := handoff.get()) is not _DONE:
@@ -178,7 +177,7 @@ def derive_status(frame: pd.DataFrame, contract: Contract, day: date) -> pd.Data
     return frame
 
 
-_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
+STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 _SQLITE_MAX_ARGS = 100  # SQLite allows 127 arguments per function call (SQLITE_MAX_FUNCTION_ARG)
 
 
@@ -339,7 +338,7 @@ def _frame(table: pa.Table, contract: Contract) -> pd.DataFrame:
             values = pc.cast(column, pa.decimal128(18, 6)).to_pandas(types_mapper=pd.ArrowDtype)
         elif kind is not None:
             text = pc.cast(column, pa.large_string())
-            values = text.to_pandas(types_mapper={pa.large_string(): _STR}.get)
+            values = text.to_pandas(types_mapper={pa.large_string(): STR}.get)
         elif pa.types.is_integer(column.type) and column.null_count:
             values = pd.Series(column.to_pylist(), dtype=object)  # numpy would make them floats
         else:  # datetime64[us] and NaT become datetime and None
