@@ -29,14 +29,15 @@ def _bad_batch() -> pd.DataFrame:
 
 def test_process_summary_equals_inline_summary() -> None:
     contract = load_contract("penalty")
-    inline, process = QualityRun(contract), QualityProcess(contract)
+    inline, process = QualityRun(contract, batch_rows=2), QualityProcess(contract, batch_rows=2)
     try:
         for run in (inline, process):
-            run.validate(_bad_batch())
-            run.validate(_bad_batch().iloc[:1])
+            run.validate(_bad_batch())  # a full batch: validated at once
+            run.validate(_bad_batch().iloc[:1])  # waits for the summary
             run.validate(_bad_batch().iloc[:0])  # empty batches are skipped by both
         assert process.summary() == inline.summary()
         assert process.summary()["success"] is False and process.summary()["batches"] == 2
+        assert process.summary()["rows"] == 3
     finally:
         process.close()
 
@@ -54,7 +55,7 @@ def test_check_file_gives_the_same_result_in_either_mode(
         results[mode] = (result.to_json(), result.quality)
     assert results["process"] == results["inline"]
     summary = results["process"][1]
-    assert summary is not None and summary["batches"] >= 3  # several chunks went over the pipe
+    assert summary is not None and summary["batches"] == 1  # three chunks, one GX batch
     assert summary["rows"] == results["process"][0]["accepted"]
 
 
@@ -97,3 +98,88 @@ def test_batches_are_not_fingerprinted() -> None:
     run = QualityRun(load_contract("penalty"))
     run.validate(_bad_batch())
     assert pandas_execution_engine.HASH_THRESHOLD == 0
+
+
+def _mixed_batch() -> pd.DataFrame:
+    """Accepted-looking rows with nulls in optional columns, and one of each kind of failure."""
+    contract = load_contract("penalty")
+    n = 6
+    frame = pd.DataFrame({f.name: pd.Series(["x"] * n, dtype="str") for f in contract.fields})
+    uscc = "91310000MA1FL0AB1X"
+    for name in ("subject_uscc", "authority_uscc", "source_uscc"):
+        frame[name] = pd.Series([uscc] * n, dtype="str")
+    frame["subject_type"] = pd.Series(["法人及非法人组织"] * n, dtype="str")
+    frame["record_status"] = pd.Series([None] * n, dtype="str")
+    frame["procedure_type"] = pd.Series([None] * n, dtype="str")
+    frame["decision_no"] = pd.Series([f"沪市监罚〔2026〕{i}号" for i in range(n)], dtype="str")
+    frame.loc[1, "decision_no"] = frame.loc[0, "decision_no"]  # a duplicate key
+    frame["org_code"] = pd.Series([None, "1234567890", None, "12345678", None, None], dtype="str")
+    frame["subject_uscc"] = pd.Series([None, uscc, "bad", None, uscc, None], dtype="str")
+    frame["subject_name"] = pd.Series([None, "甲", "乙", "丙", "丁", "戊"], dtype="str")
+    frame["fine_amount"] = pd.Series([1.0, None, -2.0, 0.0, None, 3.0])
+    frame["confiscation_amount"] = pd.Series([None] * n, dtype="float64")
+    return frame
+
+
+def test_the_summary_is_what_gx_finds_on_the_whole_suite_and_batch() -> None:
+    """Validating the suite in parts, each on its own columns, changes nothing GX reports."""
+    import great_expectations as gx
+
+    contract = load_contract("penalty")
+    frame = _mixed_batch()
+    run = QualityRun(contract)
+    run.validate(frame.iloc[:4])
+    run.validate(frame.iloc[4:])
+    summary = run.summary()
+
+    asset = gx.get_context(mode="ephemeral").data_sources.add_pandas("t").add_dataframe_asset("a")
+    batch = asset.add_batch_definition_whole_dataframe("b").get_batch(
+        batch_parameters={"dataframe": quality._gx_friendly(frame.copy(), contract)}
+    )
+    whole = batch.validate(gx.ExpectationSuite(**run.suite_dict), result_format="BASIC")
+
+    def key(kind: str, kwargs: dict[str, object]) -> str:
+        return f"{kind} {sorted(quality._short_kwargs(kwargs).items())}"
+
+    expected = {
+        key(r.expectation_config.type, r.expectation_config.kwargs): (
+            r.success,
+            int((r.result or {}).get("unexpected_count") or 0),
+        )
+        for r in whole.results
+    }
+    got = {
+        key(r["expectation"], r["kwargs"]): (r["success"], r["unexpected_count"])
+        for r in summary["results"]
+    }
+    assert got == expected
+    assert summary["batches"] == 1 and summary["rows"] == 6
+    failed = {k.split()[0] for k, (ok, _) in got.items() if not ok}
+    assert {
+        "expect_column_values_to_not_be_null",
+        "expect_column_value_lengths_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_be_between",
+        "expect_compound_columns_to_be_unique",
+    } <= failed
+    # The summary lists the suite in its own order, whatever order GX ran the parts in.
+    assert [r["rule"] for r in summary["results"]] == [
+        e["meta"]["rule"] for e in run.suite_dict["expectations"]
+    ]
+
+
+def test_the_suite_parts_hold_every_expectation_once() -> None:
+    suite = quality.load_suite(load_contract("penalty"))
+    parts = quality._suite_parts(suite)
+    indexes = [e["meta"][quality._SUITE_INDEX] for _, part in parts for e in part["expectations"]]
+    assert sorted(indexes) == list(range(len(suite["expectations"])))
+    required = {f.name for f in load_contract("penalty").fields if f.required}
+    for columns, part in parts:
+        for e in part["expectations"]:
+            column = e["kwargs"].get("column")
+            if columns is None:  # the whole batch: table-level and required columns
+                assert column is None or column in required
+                assert "column_list" not in e["kwargs"]
+            else:
+                assert column in (None, *columns) and column not in required
+                assert e["kwargs"].get("column_list", list(columns)) == list(columns)
