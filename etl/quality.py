@@ -176,10 +176,14 @@ class QualityRun:
     The suite is validated in parts (`_suite_parts`), each on the columns it needs: GX's pandas
     engine drops the null rows of a column before checking it by filtering the whole batch,
     every column, once per expectation on a column that has nulls; on one column that filter is
-    cheap. Per 200,000 rows: 1.5 s CPU as one suite on the whole batch, 0.8 s in parts.
+    cheap. Per 244,000 rows in 50,000-row chunks: 4.3 s CPU before either change; 1.3 s in
+    parts per chunk, 1.0 s in batches of 100,000 rows, 0.4 s in one batch. A batch is held
+    in memory with GX's working set beside it (the 1,000,000-row check peaked at ~1.09 GB with
+    200,000-row batches, 0.92–0.99 GB with 100,000), and GX keeps up with the row rules at
+    100,000.
     """
 
-    BATCH_ROWS = 200_000
+    BATCH_ROWS = 100_000
 
     def __init__(
         self,
