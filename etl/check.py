@@ -136,7 +136,7 @@ class _KeyIndex:
         mask = pd.Series(False, index=key.index)
         mask[complete[complete].index[order[repeated]]] = True
         if repeated.any():
-            text = key[complete].iloc[order[repeated]].astype("str").agg(" / ".join, axis=1)
+            text = _joined(key[complete].iloc[order[repeated]])
             self.dupes.append((hashes[repeated], chunk_rows[repeated], text))
         return mask
 
@@ -179,6 +179,16 @@ class _KeyIndex:
             }
         )
         return frame, all_rows["row"].to_numpy()
+
+
+def _joined(key: pd.DataFrame) -> pd.Series:
+    """A key's values as one text, " / " between them (no value is missing): what a duplicate's
+    rejection shows."""
+    columns = [key[name].astype("str") for name in key.columns]
+    text = columns[0]
+    for column in columns[1:]:
+        text = text + " / " + column
+    return text
 
 
 def _compact(rejections: pd.DataFrame) -> pd.DataFrame:

@@ -130,3 +130,17 @@ def test_memory_is_per_chunk_not_per_file(write_csv: Callable[..., Path]) -> Non
     sink = CollectingSink()
     check_file(path, as_of=AS_OF, chunk_rows=8, sink=sink, quality=False)
     assert max(len(f) for f in sink.frames) <= 8 and len(sink.frames) >= 6
+
+
+def test_duplicate_keys_across_chunks_show_the_key_and_every_partner() -> None:
+    from etl.check import _KeyIndex
+
+    index = _KeyIndex()
+    first = pd.DataFrame({"a": ["X1", "X1", "X2"], "b": ["甲", "乙", None]}, dtype="str")
+    second = pd.DataFrame({"a": ["X1", "X3"], "b": ["甲", "丙"]}, dtype="str")
+    assert not index.add(first, pd.Series([2, 3, 4])).any()
+    assert index.add(second, pd.Series([5, 6])).tolist() == [True, False]
+    frame, rows = index.rejections("机关、文号", "「机关」+「文号」")
+    assert rows.tolist() == [2, 5]
+    assert frame["value"].tolist() == ["X1 / 甲", "X1 / 甲"]
+    assert all("2、5" in m for m in frame["message"])
