@@ -23,6 +23,34 @@ _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 _ALL_SPACE_CLASS = "[\\s\u00a0\u3000" + _ZERO_WIDTH + "]+"  # literal characters: RE2-safe
 _ALL_SPACE = re.compile(_ALL_SPACE_CLASS)
 _SAMPLE_ROWS = 1024
+# pandas' "str" dtype as an object: the string "str" is looked up in pandas' dtype registry on
+# every use (~10 µs, thousands of times a chunk).
+STR = pd.StringDtype(storage="pyarrow", na_value=np.nan)
+
+
+def _nfkc_stable_class() -> str:
+    """An RE2 class of the characters outside which a text may change under NFKC.
+
+    ASCII, CJK symbols and punctuation (〔〕、。《》) and the CJK unified ideographs are
+    their own NFKC form, combine with nothing and nothing combines with them: a text made only
+    of them (most names, case numbers, dates, codes) is already NFKC, and normalising it
+    (Unicode decomposition and recomposition, per character) can be skipped.
+    """
+    stable = [
+        c
+        for c in map(chr, [*range(0x80), *range(0x3001, 0x3040), *range(0x4E00, 0xA000)])
+        if unicodedata.normalize("NFKC", c) == c and not unicodedata.combining(c)
+    ]
+    ranges: list[list[int]] = []
+    for code in map(ord, stable):
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "[^" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges) + "]"
+
+
+_MAY_CHANGE_UNDER_NFKC = _nfkc_stable_class()
 
 
 def fold(text: str) -> str:
@@ -46,11 +74,34 @@ def lookup_key(text: str) -> str:
 
 
 def _arrow(values: pd.Series) -> pa.Array:
-    return pa.array(values.astype("str"))
+    return pa.array(values.astype(STR))
 
 
 def _series(array: pa.Array | pa.ChunkedArray, like: pd.Series) -> pd.Series:
-    return pd.Series(array, index=like.index, dtype="str")
+    return pd.Series(array, index=like.index, dtype=STR)
+
+
+def _nfkc(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """NFKC of the values that may change under it (see `_nfkc_stable_class`); the rest as is."""
+    if pc.all(pc.string_is_ascii(array)).as_py() is not False:  # codes, dates: a quick look
+        return array
+    may_change = pc.match_substring_regex(array, pattern=_MAY_CHANGE_UNDER_NFKC)
+    changing = pc.sum(may_change).as_py() or 0
+    if changing == 0:
+        return array
+    if changing > len(array) // 2:
+        return pc.utf8_normalize(array, form="NFKC")
+    if isinstance(array, pa.ChunkedArray):  # replace_with_mask takes arrays only
+        array, may_change = array.combine_chunks(), may_change.combine_chunks()
+    normalised = pc.utf8_normalize(pc.filter(array, may_change), form="NFKC")
+    return pc.replace_with_mask(array, may_change, normalised)
+
+
+def _drop_space(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Every whitespace character removed (`_ALL_SPACE_CLASS`), copying only when there is any."""
+    if not pc.any(pc.match_substring_regex(array, pattern=_ALL_SPACE_CLASS)).as_py():
+        return array
+    return pc.replace_substring_regex(array, pattern=_ALL_SPACE_CLASS, replacement="")
 
 
 def trim(values: pd.Series) -> pd.Series:
@@ -61,15 +112,12 @@ def trim(values: pd.Series) -> pd.Series:
 
 def nfkc(values: pd.Series) -> pd.Series:
     """Full-width → half-width (and the other compatibility foldings)."""
-    return _series(pc.utf8_normalize(_arrow(values), form="NFKC"), values)
+    return _series(_nfkc(_arrow(values)), values)
 
 
 def canonical(values: pd.Series) -> pd.Series:
     """Identifier form: full-width → half-width (NFKC) and no whitespace anywhere."""
-    folded = pc.utf8_normalize(_arrow(values), form="NFKC")
-    return _series(
-        pc.replace_substring_regex(folded, pattern=_ALL_SPACE_CLASS, replacement=""), values
-    )
+    return _series(_drop_space(_nfkc(_arrow(values))), values)
 
 
 def lookup_keys(values: pd.Series) -> pd.Series:
@@ -90,7 +138,7 @@ def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """
     encoded = pc.dictionary_encode(arrow_strings(values), null_encoding="encode")
     codes = encoded.indices.to_numpy(zero_copy_only=False)
-    return codes, pd.Series(encoded.dictionary, dtype="str")
+    return codes, pd.Series(encoded.dictionary, dtype=STR)
 
 
 def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
@@ -111,11 +159,14 @@ def extract(values: pd.Series, pattern: str) -> pd.DataFrame:
     """Named groups of an RE2 `pattern` as columns; rows that do not match are NA throughout."""
     names = re.compile(pattern).groupindex
     matched = pc.extract_regex(_arrow(values), pattern=pattern)
-    valid = pc.is_valid(matched).to_numpy(zero_copy_only=False)
+    valid = pc.is_valid(matched)
     out = {}
     for name in names:
-        column = pd.Series(pc.struct_field(matched, name), index=values.index, dtype="str")
-        out[name] = column.where(valid & (column != ""))
+        column = pc.struct_field(matched, name)
+        # NA where the row did not match or the group is empty: one Arrow kernel, not a pandas
+        # masked assignment.
+        keep = pc.and_(valid, pc.fill_null(pc.not_equal(column, ""), False))
+        out[name] = _series(pc.if_else(keep, column, pa.scalar(None, column.type)), values)
     return pd.DataFrame(out, index=values.index)
 
 
@@ -123,5 +174,5 @@ def split_explode(values: pd.Series, pattern: str) -> pd.Series:
     """Split each value on an RE2 `pattern`; one row per non-empty part, indexed by its row."""
     parts = pc.split_pattern_regex(_arrow(values.fillna("")), pattern=pattern)
     parents = pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)
-    flat = pd.Series(pc.list_flatten(parts), index=values.index[parents], dtype="str")
+    flat = pd.Series(pc.list_flatten(parts), index=values.index[parents], dtype=STR)
     return flat[flat != ""]

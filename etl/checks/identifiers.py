@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.text import arrow_strings, distinct_values, extract
+from etl.text import STR, arrow_strings, distinct_values, extract
 
 # GB 32100-2015: alphabet without I O S V Z; a character's value is its index.
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -62,7 +62,7 @@ def uscc_check_char(body: pd.Series) -> pd.Series:
     values = _USCC_VALUE[_byte_matrix(body, 17)]
     remainder = (31 - (values @ USCC_WEIGHTS) % 31) % 31
     alphabet = np.array(list(USCC_ALPHABET))
-    return pd.Series(alphabet[remainder], index=body.index, dtype="str")
+    return pd.Series(alphabet[remainder], index=body.index, dtype=STR)
 
 
 _Outcome = TypeVar("_Outcome", bound=CheckOutcome)
@@ -107,7 +107,7 @@ def _check_uscc(values: pd.Series) -> CheckOutcome:
     return CheckOutcome(
         pd.Series(ok, index=index),
         pd.Series(checksum_ok, index=index),
-        pd.Series(expected, index=index, dtype="str"),
+        pd.Series(expected, index=index, dtype=STR),
     )
 
 
@@ -126,7 +126,7 @@ def id_check_char(body: pd.Series) -> pd.Series:
     """GB 11643 check characters for 17-digit bodies."""
     digits = _byte_matrix(body, 17).astype(np.int64) - ord("0")
     check = np.array(list(ID_CHECK))[(digits @ ID_WEIGHTS) % 11]
-    return pd.Series(check, index=body.index, dtype="str")
+    return pd.Series(check, index=body.index, dtype=STR)
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _check_resident_id(values: pd.Series, latest_birth: pd.Timestamp) -> IdOutco
     birth = pd.to_datetime(good.str.slice(6, 14), format="%Y%m%d", errors="coerce")
     birth_ok = pd.Series(False, index=values.index)
     birth_ok[format_ok] = (birth.notna() & (birth <= latest_birth)).to_numpy()
-    expected = pd.Series("", index=values.index, dtype="str")
+    expected = pd.Series("", index=values.index, dtype=STR)
     expected[format_ok] = id_check_char(good.str.slice(0, 17))
     checksum_ok = format_ok & (values.str.slice(17, 18) == expected).fillna(False)
     return IdOutcome(format_ok, checksum_ok.astype(bool), expected, birth_ok)
@@ -158,7 +158,7 @@ def patent_check_char(body: pd.Series) -> pd.Series:
     digits = _byte_matrix(body, 12).astype(np.int64) - ord("0")
     remainder = (digits @ PATENT_WEIGHTS) % 11
     chars = np.array([str(d) for d in range(10)] + ["X"])
-    return pd.Series(chars[remainder], index=body.index, dtype="str")
+    return pd.Series(chars[remainder], index=body.index, dtype=STR)
 
 
 def check_patent_appno(values: pd.Series) -> tuple[CheckOutcome, pd.Series]:
@@ -167,7 +167,7 @@ def check_patent_appno(values: pd.Series) -> tuple[CheckOutcome, pd.Series]:
     body, check = parts["body"], parts["check"]
     format_ok = body.notna() & (body.str.slice(0, 4).astype("float").fillna(0) >= 2003)
     format_ok = format_ok.astype(bool)
-    expected = pd.Series("", index=values.index, dtype="str")
+    expected = pd.Series("", index=values.index, dtype=STR)
     expected[format_ok] = patent_check_char(body[format_ok])
     checksum_ok = format_ok & (check == expected).fillna(False)
     canonical = (body + "." + check).where(format_ok)

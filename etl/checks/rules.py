@@ -8,9 +8,11 @@ A row may carry several rejections; each names the row, field, code, message and
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
@@ -21,7 +23,7 @@ from etl.intake.header import HeaderMap
 from etl.intake.normalise import Parsed, Problem, parse_field, positive, to_timestamp
 from etl.intake.readers import EXTRA, ROW
 from etl.offices import Office
-from etl.text import arrow_strings
+from etl.text import STR, arrow_strings
 
 REJECTION_COLUMNS = ["row", "field", "code", "message", "value"]
 _FIRST = ("enum", "multi_enum", "district")
@@ -52,22 +54,36 @@ class _Collector:
         self.frames: list[pd.DataFrame] = []
 
     def add(
-        self, mask: pd.Series, field: str, code: str, msg: str | pd.Series, value: pd.Series
+        self,
+        mask: pd.Series,
+        field: str,
+        code: str,
+        msg: str | pd.Series,
+        value: pd.Series,
+        suffix: pd.Series | None = None,
     ) -> None:
-        mask = mask.fillna(False).astype(bool)
-        if not mask.any():
+        """Reject the rows of `mask`; `suffix` (per row) is appended to their message."""
+        if mask.dtype != bool:
+            mask = mask.fillna(False).astype(bool)
+        if not mask.to_numpy().any():  # most rules reject no row of a chunk
             return
+        text = msg[mask] if isinstance(msg, pd.Series) else msg
+        if suffix is not None:
+            text = text + suffix[mask]
         self.frames.append(
             pd.DataFrame(
                 {
                     "row": self.rows[mask],
                     "field": self.titles.get(field, field),
                     "code": code,
-                    "message": msg[mask] if isinstance(msg, pd.Series) else msg,
-                    "value": value[mask].astype("str"),
+                    "message": text,
+                    "value": value[mask].astype(STR),
                 }
             )
         )
+
+    def problem(self, problem: Problem, field: str, value: pd.Series) -> None:
+        self.add(problem.mask, field, problem.code, problem.message, value, problem.suffix)
 
     def frame(self) -> pd.DataFrame:
         if not self.frames:
@@ -80,9 +96,28 @@ def empty_rejections() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "row": pd.Series(dtype="int64"),
-            **{c: pd.Series(dtype="str") for c in REJECTION_COLUMNS[1:]},
+            **{c: pd.Series(dtype=STR) for c in REJECTION_COLUMNS[1:]},
         }
     )
+
+
+class _Conditions:
+    """`evaluate` against a chunk's final typed values, once per distinct condition.
+
+    Several rules share a condition (自然人 decides three fields' rules): a condition is a
+    string comparison over the whole chunk, so it is worked out once.
+    """
+
+    def __init__(self, typed: dict[str, pd.Series], index: pd.Index) -> None:
+        self.typed = typed
+        self.index = index
+        self._done: dict[str, pd.Series] = {}
+
+    def holds(self, cond: Condition) -> pd.Series:
+        key = cond.model_dump_json()
+        if key not in self._done:
+            self._done[key] = evaluate(cond, self.typed, self.index)
+        return self._done[key]
 
 
 def evaluate(cond: Condition, typed: dict[str, pd.Series], index: pd.Index) -> pd.Series:
@@ -100,7 +135,7 @@ def evaluate(cond: Condition, typed: dict[str, pd.Series], index: pd.Index) -> p
     if cond.not_ is not None:
         return ~evaluate(cond.not_, typed, index)
     assert cond.field is not None
-    values = typed.get(cond.field, pd.Series(pd.NA, index=index, dtype="str"))
+    values = typed.get(cond.field, pd.Series(pd.NA, index=index, dtype=STR))
     if cond.empty is not None:
         return values.isna() if cond.empty else values.notna()
     if cond.in_ is not None:
@@ -113,11 +148,26 @@ def evaluate(cond: Condition, typed: dict[str, pd.Series], index: pd.Index) -> p
     if cond.only is not None:
         # `;`-joined canonical values: strip every allowed one, nothing may remain.
         allowed = "|".join(re.escape(value) for value in cond.only)
-        rest = values.str.replace(f"(?:^|;)(?:{allowed})(?=;|$)", "", regex=True)
-        return (values.notna() & (rest.str.strip(";") == "")).fillna(False).astype(bool)
+
+        def only(distinct: pd.Series) -> pd.Series:
+            rest = distinct.str.replace(f"(?:^|;)(?:{allowed})(?=;|$)", "", regex=True)
+            return distinct.notna() & (rest.str.strip(";") == "")
+
+        return _per_category(values, only)
     assert cond.contains_any is not None
     wanted = "|".join(re.escape(value) for value in cond.contains_any)
-    return values.str.contains(f"(?:^|;)(?:{wanted})(?:;|$)", regex=True).fillna(False).astype(bool)
+    return _per_category(
+        values, lambda distinct: distinct.str.contains(f"(?:^|;)(?:{wanted})(?:;|$)", regex=True)
+    )
+
+
+def _per_category(values: pd.Series, test: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`test` (a regex over `;`-joined categories) once per distinct value, spread back to the
+    rows; NA is False. A multi-category field holds a few dozen combinations in 50,000 rows."""
+    encoded = pc.dictionary_encode(arrow_strings(values.astype(STR)))
+    outcome = test(pd.Series(encoded.dictionary, dtype=STR)).fillna(False).to_numpy(dtype=bool)
+    codes = pc.fill_null(encoded.indices, len(outcome)).to_numpy(zero_copy_only=False)
+    return pd.Series(np.append(outcome, False)[codes], index=values.index)
 
 
 def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
@@ -128,7 +178,7 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
     out = _Collector(raw[ROW], titles)
     bindings = ctx.header.by_field()
     texts = {
-        f.name: raw[f.name] if f.name in raw else pd.Series("", index=index, dtype="str")
+        f.name: raw[f.name] if f.name in raw else pd.Series("", index=index, dtype=STR)
         for f in contract.fields
     }
     parsed: dict[str, Parsed] = {}
@@ -153,25 +203,26 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
         if spec.type not in _FIRST:
             parse(spec)
     typed = {name: p.values for name, p in parsed.items()}
+    conditions = _Conditions(typed, index)
 
     for spec in contract.fields:
         p = parsed[spec.name]
         raw_value = texts[spec.name]
-        _required(spec, p, raw_value, typed, index, out, titles)
+        _required(spec, p, raw_value, conditions, out, titles)
         if spec.max_length is not None:
             too_long = p.present & _longer_than(p.values, spec.max_length)
             msg = message("E_TOO_LONG", field=spec.title, max_length=spec.max_length)
             out.add(too_long, spec.name, "E_TOO_LONG", msg, raw_value)
         for problem in p.problems:
-            out.add(problem.mask, spec.name, problem.code, problem.message, raw_value)
-        for problem in _type_rules(spec, p, typed, index, ctx):
-            out.add(problem.mask, spec.name, problem.code, problem.message, raw_value)
+            out.problem(problem, spec.name, raw_value)
+        for problem in _type_rules(spec, p, conditions, ctx):
+            out.problem(problem, spec.name, raw_value)
     for problem, field_name in _authorisation(ctx, typed, parsed, index):
-        out.add(problem.mask, field_name, problem.code, problem.message, texts[field_name])
+        out.problem(problem, field_name, texts[field_name])
     if EXTRA in raw:
         extra = raw[EXTRA]
-        shape_msg = message("E_ROW_SHAPE", extra="") + extra
-        out.add(extra != "", "（整行）", "E_ROW_SHAPE", shape_msg, extra)
+        shape_msg = message("E_ROW_SHAPE", extra="")
+        out.add(extra != "", "（整行）", "E_ROW_SHAPE", shape_msg, extra, suffix=extra)
 
     frame = pd.DataFrame({f.name: typed[f.name] for f in contract.fields}, index=index)
     frame[ROW] = raw[ROW]
@@ -179,9 +230,15 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
 
 
 def _longer_than(values: pd.Series, max_length: int) -> pd.Series:
-    """Values longer than `max_length` characters (NA is not): one Arrow kernel."""
-    length = pc.utf8_length(arrow_strings(values.astype("str")))
-    longer = pc.fill_null(pc.greater(length, max_length), False)
+    """Values longer than `max_length` characters (NA is not): Arrow kernels.
+
+    A character is at least one byte: when no value has more than `max_length` bytes (read
+    off the offsets, no scan of the text), none has more characters either.
+    """
+    text = arrow_strings(values.astype(STR))
+    if (pc.max(pc.binary_length(text)).as_py() or 0) <= max_length:
+        return pd.Series(False, index=values.index)
+    longer = pc.fill_null(pc.greater(pc.utf8_length(text), max_length), False)
     return pd.Series(longer.to_numpy(zero_copy_only=False), index=values.index)
 
 
@@ -189,8 +246,7 @@ def _required(
     spec: FieldSpec,
     p: Parsed,
     raw_value: pd.Series,
-    typed: dict[str, pd.Series],
-    index: pd.Index,
+    conditions: _Conditions,
     out: _Collector,
     titles: dict[str, str],
 ) -> None:
@@ -200,7 +256,7 @@ def _required(
         )
     if spec.required_when is None:
         return
-    holds = evaluate(spec.required_when, typed, index)
+    holds = conditions.holds(spec.required_when)
     condition = spec.required_when.describe(titles)
     code = spec.required_code
     if code == "E_REQUIRED":
@@ -216,9 +272,10 @@ def _required(
 
 
 def _type_rules(
-    spec: FieldSpec, p: Parsed, typed: dict[str, pd.Series], index: pd.Index, ctx: ChunkContext
+    spec: FieldSpec, p: Parsed, conditions: _Conditions, ctx: ChunkContext
 ) -> list[Problem]:
     titles = ctx.contract.titles()
+    typed, index = conditions.typed, conditions.index
     values = p.values
     problems: list[Problem] = []
     if spec.type == "uscc":
@@ -227,7 +284,7 @@ def _type_rules(
         checked = p.present
         if is_placeholder is not None:
             allowed = (
-                evaluate(spec.placeholder_when, typed, index)
+                conditions.holds(spec.placeholder_when)
                 if spec.placeholder_when
                 else pd.Series(True, index=index)
             )
@@ -251,13 +308,14 @@ def _type_rules(
             Problem(
                 checked & outcome.format_ok & ~outcome.checksum_ok,
                 "E_USCC_CHECKSUM",
-                message("E_USCC_CHECKSUM", field=spec.title) + outcome.expected,
+                message("E_USCC_CHECKSUM", field=spec.title),
+                outcome.expected,
             )
         )
     elif spec.type == "personal_id":
         applies = p.present
         if spec.check_when is not None:
-            applies = applies & evaluate(spec.check_when, typed, index)
+            applies = applies & conditions.holds(spec.check_when)
         outcome = check_resident_id(values.fillna(""), to_timestamp(ctx.as_of))
         reason = {
             "format": "应为 18 位，前 17 位为数字，最后一位为数字或 X",
@@ -278,8 +336,8 @@ def _type_rules(
             Problem(
                 applies & outcome.format_ok & outcome.birth_ok & ~outcome.checksum_ok,
                 "E_ID_CHECKSUM",
-                message("E_ID_CHECKSUM", field=spec.title, reason=reason["check"])
-                + outcome.expected,
+                message("E_ID_CHECKSUM", field=spec.title, reason=reason["check"]),
+                outcome.expected,
             ),
         ]
     elif spec.type == "date":

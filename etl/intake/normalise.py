@@ -22,7 +22,16 @@ import pyarrow.compute as pc
 from etl.checks.codes import message
 from etl.checks.identifiers import check_patent_appno
 from etl.contracts import Contract, FieldSpec
-from etl.text import canonical, distinct_values, extract, lookup_keys, nfkc, split_explode, trim
+from etl.text import (
+    STR,
+    canonical,
+    distinct_values,
+    extract,
+    lookup_keys,
+    nfkc,
+    split_explode,
+    trim,
+)
 
 AMOUNT_TYPE = pa.decimal128(18, 6)  # SPEC.md §2: decimal(18,6) in 万元
 _AMOUNT_DTYPE = pd.ArrowDtype(AMOUNT_TYPE)
@@ -47,11 +56,16 @@ _AMOUNT = (
 
 @dataclass
 class Problem:
-    """Rows of one field that break one rule."""
+    """Rows of one field that break one rule.
+
+    `suffix`, when given, ends each rejected row's message (an expected check character):
+    joined only for the rows the rule rejects, not for every row of the chunk.
+    """
 
     mask: pd.Series
     code: str
     message: str | pd.Series
+    suffix: pd.Series | None = None
 
 
 @dataclass
@@ -93,6 +107,7 @@ def _spread(parsed: Parsed, codes: np.ndarray, index: pd.Index) -> Parsed:
                 take(p.mask),
                 p.code,
                 take(p.message) if isinstance(p.message, pd.Series) else p.message,
+                None if p.suffix is None else take(p.suffix),
             )
             for p in parsed.problems
         ],
@@ -124,12 +139,12 @@ def _text(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contra
     values = canonical(text) if spec.canonical else text
     if spec.lookup:
         mapped = lookup_keys(values).map(contract.value_map(spec))
-        values = mapped.fillna(values).astype("str")
+        values = mapped.fillna(values).astype(STR)
     return Parsed(values.where(present), present)
 
 
 def _enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: Contract) -> Parsed:
-    mapped = lookup_keys(text).map(contract.value_map(spec)).astype("str")
+    mapped = lookup_keys(text).map(contract.value_map(spec)).astype(STR)
     unknown = present & mapped.isna()
     code = "E_DISTRICT" if spec.type == "district" else "E_ENUM"
     msg = message(code, field=spec.title, allowed="、".join(spec.enum or []))
@@ -147,9 +162,9 @@ def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: 
     folded = canonical(text)
     for label, values in spec.expand.items():
         folded = folded.str.replace(
-            canonical(pd.Series([label], dtype="str"))[0], ";".join(values), regex=False
+            canonical(pd.Series([label], dtype=STR))[0], ";".join(values), regex=False
         )
-    separators = "".join(canonical(pd.Series(spec.separators, dtype="str")).tolist())
+    separators = "".join(canonical(pd.Series(spec.separators, dtype=STR)).tolist())
     pattern = "[" + "".join("\\" + s if s in "\\]^-" else s for s in separators + ";") + "]"
     parts = split_explode(folded, pattern)
     mapped = lookup_keys(parts).map(contract.value_map(spec))
@@ -171,7 +186,7 @@ def _multi_enum(spec: FieldSpec, text: pd.Series, present: pd.Series, contract: 
     ]
     mask = known.groupby(level=0).sum()
     labels = {m: ";".join(v for i, v in enumerate(enum) if m >> i & 1) for m in mask.unique()}
-    joined = mask.map(labels).reindex(text.index).astype("str")
+    joined = mask.map(labels).reindex(text.index).astype(STR)
     return Parsed(joined.where(present & ~unknown), present, problems)
 
 
@@ -193,12 +208,12 @@ def _patent_appno(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parse
         Problem(
             bad_check,
             "E_PATENT_APPNO",
-            message("E_PATENT_APPNO", field=spec.title, reason="校验位错误，应为 ")
-            + outcome.expected,
+            message("E_PATENT_APPNO", field=spec.title, reason="校验位错误，应为 "),
+            outcome.expected,
         ),
     ]
     ok = present & outcome.checksum_ok
-    return Parsed(canonical_form.where(ok).astype("str"), present, problems)
+    return Parsed(canonical_form.where(ok).astype(STR), present, problems)
 
 
 def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
@@ -206,9 +221,9 @@ def _date(spec: FieldSpec, text: pd.Series, present: pd.Series) -> Parsed:
     folded = nfkc(text)
     if spec.value_aliases:
         aliases = {
-            lookup_keys(pd.Series([k], dtype="str"))[0]: v for k, v in spec.value_aliases.items()
+            lookup_keys(pd.Series([k], dtype=STR))[0]: v for k, v in spec.value_aliases.items()
         }
-        folded = lookup_keys(folded).map(aliases).fillna(folded).astype("str")
+        folded = lookup_keys(folded).map(aliases).fillna(folded).astype(STR)
     # Most cells are year-month-day; the other forms are looked for only in the rest (a
     # Y-M-D cell never matches them: it has separators, they have none or one dot).
     parts = extract(folded, _DATE_YMD)
@@ -242,7 +257,7 @@ def _digits(values: pd.Series) -> pd.Series:
 
     An Arrow cast in C++: ~10× faster than `pd.to_numeric` on these string columns.
     """
-    numbers = pc.cast(pa.array(values.astype("str")), pa.float64())
+    numbers = pc.cast(pa.array(values.astype(STR)), pa.float64())
     return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index)
 
 

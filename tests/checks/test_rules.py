@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from etl.check import CheckResult
@@ -144,3 +145,25 @@ def test_combined_uscc_or_id_column_is_rerouted_for_natural_persons(
     result = check(write_csv([person, org, bad_person], header=header))
     assert list(result.rejections["code"]) == ["E_ID_CHECKSUM"]
     assert list(result.rejections["row"]) == [4]
+
+
+def test_length_limit_counts_characters_not_bytes() -> None:
+    from etl.checks.rules import _longer_than
+    from etl.text import STR
+
+    values = pd.Series(["名" * 3, "abcd", None, "ab"], dtype=STR)
+    assert _longer_than(values, 3).tolist() == [False, True, False, False]
+    assert _longer_than(values, 9).tolist() == [False] * 4  # no value has more than 9 bytes
+
+
+def test_category_conditions_hold_per_row_and_never_on_empty() -> None:
+    from etl.checks.rules import evaluate
+    from etl.contracts import Condition
+    from etl.text import STR
+
+    values = pd.Series(["罚款;警告", "警告", None, "罚款", "没收违法所得;罚款"] * 3, dtype=STR)
+    typed = {"cats": values}
+    contains = Condition.model_validate({"field": "cats", "contains_any": ["罚款"]})
+    only = Condition.model_validate({"field": "cats", "only": ["警告", "罚款"]})
+    assert evaluate(contains, typed, values.index).tolist() == [True, False, False, True, True] * 3
+    assert evaluate(only, typed, values.index).tolist() == [True, True, False, True, False] * 3
