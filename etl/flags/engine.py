@@ -36,7 +36,8 @@ from etl import settings
 from etl.checks.rules import evaluate as holds
 from etl.contracts import load_contract
 from etl.flags.policy import Policy, Rule, Subject
-from etl.store.query import STR, state_as_of
+from etl.store.query import state_as_of
+from etl.text import STR
 
 EPOCH = pd.Timestamp("1900-01-01")
 # Matching records held in memory per subject before they spill to partition files, and the

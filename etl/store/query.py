@@ -29,6 +29,7 @@ from etl import settings
 from etl.contracts import Contract, load_contract
 from etl.errors import StoreError
 from etl.store.schema import ACTIVE, record_table, rejected_row, source_file
+from etl.text import STR
 
 DEFAULT_CHUNK = 100_000
 
@@ -177,7 +178,6 @@ def derive_status(frame: pd.DataFrame, contract: Contract, day: date) -> pd.Data
     return frame
 
 
-STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default "str" dtype
 _SQLITE_MAX_ARGS = 100  # SQLite allows 127 arguments per function call (SQLITE_MAX_FUNCTION_ARG)
 
 
