@@ -25,7 +25,8 @@ before, in its own process.
 
 Other engineers share this machine, so every measurement records the load average before and
 after, and the CPU the rest of the machine used meanwhile (“others”, in cores: busy time from
-/proc/stat minus the child's own CPU time). Before each step the bench waits (up to
+/proc/stat minus the child's own CPU time; for run-postgresql also minus the local server's
+CPU meanwhile, `server_cpu_s`, which works for the step). Before each step the bench waits (up to
 --settle-max s) for the machine to be quiet; a step during which others used more than
 --busy-limit cores is measured again (--retries), and the quietest attempt is kept; every
 attempt is in the JSON.
@@ -84,6 +85,9 @@ class Attempt:
     load_before: list[float]
     load_after: list[float]
     settled_s: float  # time spent waiting for a quiet machine before starting
+    # run-postgresql: the local server's CPU on the step's behalf (its backends, writer,
+    # checkpointer), counted as the step's own, not as "others" (None: not measured)
+    server_cpu_s: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,11 +200,46 @@ def _rss_kb(pid: int) -> int:
         return 0
 
 
-def spawn(cmd: list[str], env: dict[str, str], stdout: Path, stderr: Path, settled: float
-          ) -> Attempt:  # fmt: skip
+def _postgres_cpu_s() -> float | None:
+    """CPU seconds of the local PostgreSQL server so far: every `postgres` process's own time
+    plus, for the postmaster, that of the backends it has reaped (/proc/<pid>/stat fields
+    14-17). None when no server runs on this machine (a remote one is not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if name != "postgres" and not name.startswith("postgres:"):
+            continue
+        fields = rest.split()  # fields[0] is stat field 3 (state)
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        parent_is_postgres = _process_name(int(fields[1])).startswith("postgres")
+        total += utime + stime + (0 if parent_is_postgres else cutime + cstime)
+        found = True
+    return total / tick if found else None
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def spawn(cmd: list[str], env: dict[str, str], stdout: Path, stderr: Path, settled: float,
+          server: bool = False) -> Attempt:  # fmt: skip
     """Run one child; wall time and CPU from os.wait4, peak RSS of its process tree (sampled,
-    and never below the largest single process wait4 reports), load around it."""
+    and never below the largest single process wait4 reports), load around it. `server`: the
+    local PostgreSQL server works for the child, and its CPU meanwhile is the child's too."""
     load_before, busy_before = _load(), _busy_s()
+    server_before = _postgres_cpu_s() if server else None
     with stdout.open("wb") as out, stderr.open("wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
@@ -210,12 +249,16 @@ def spawn(cmd: list[str], env: dict[str, str], stdout: Path, stderr: Path, settl
         wall = time.perf_counter() - started
         sampler.stop()
     busy_after = _busy_s()
+    server_after = _postgres_cpu_s() if server else None
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # reaped by wait4: tell Popen so it does not wait again
     cpu = usage.ru_utime + usage.ru_stime
+    server_cpu = None
+    if server_before is not None and server_after is not None:
+        server_cpu = max(0.0, server_after - server_before)
     others = None
     if busy_before is not None and busy_after is not None and wall > 0:
-        others = round(max(0.0, (busy_after - busy_before - cpu) / wall), 2)
+        others = round(max(0.0, (busy_after - busy_before - cpu - (server_cpu or 0)) / wall), 2)
     return Attempt(
         exit_status=code,
         wall_s=round(wall, 2),
@@ -225,6 +268,7 @@ def spawn(cmd: list[str], env: dict[str, str], stdout: Path, stderr: Path, settl
         load_before=load_before,
         load_after=_load(),
         settled_s=settled,
+        server_cpu_s=None if server_cpu is None else round(server_cpu, 1),
     )
 
 
@@ -355,7 +399,7 @@ class Bench:
                 env["CREDITPIPE_DB_URL"] = url
             out, err = self._io(rows, f"run-{store}")
             cmd = [str(CREDITPIPE), "run", "--json", "--as-of", AS_OF]
-            a = spawn(cmd, env, out, err, settled)
+            a = spawn(cmd, env, out, err, settled, server=store == "postgresql")
             if a.exit_status != 0:
                 raise BenchError(f"run ({store}) exited {a.exit_status}:\n{_tail(err)}")
             a.detail = self._run_detail(_json_out(out, err, f"run ({store})"), rows, home)
