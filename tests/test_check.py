@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from etl.check import CheckResult, check_file
 from etl.reports.receipt import write_receipt
@@ -144,3 +145,37 @@ def test_duplicate_keys_across_chunks_show_the_key_and_every_partner() -> None:
     assert rows.tolist() == [2, 5]
     assert frame["value"].tolist() == ["X1 / 甲", "X1 / 甲"]
     assert all("2、5" in m for m in frame["message"])
+
+
+@pytest.mark.parametrize("cap", [10**9, 40])
+def test_the_key_index_finds_every_duplicate_however_its_runs_merge(
+    cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs merged or capped, the index finds what a whole-file duplicated() finds."""
+    from etl.check import _KeyIndex
+
+    monkeypatch.setattr(_KeyIndex, "RUN_CAP", cap)
+    rng = np.random.default_rng(5)
+    n = 1_000
+    keys = pd.DataFrame(
+        {
+            "a": pd.Series(rng.integers(0, 30, n).astype(str), dtype="str"),
+            "b": pd.Series(rng.integers(0, 40, n).astype(str), dtype="str"),
+        }
+    )
+    keys.loc[rng.choice(n, 50, replace=False), "b"] = None  # incomplete keys never repeat
+    rows = pd.Series(np.arange(n) + 2)
+    index = _KeyIndex()
+    flagged = []
+    for start in range(0, n, 37):
+        part = slice(start, start + 37)
+        flagged.append(index.add(keys.iloc[part], rows.iloc[part]).to_numpy())
+    expected = keys.notna().all(axis=1) & keys.duplicated(keep=False)
+    _, dup_rows = index.rejections("机关、文号", "「机关」+「文号」")
+    assert sorted(dup_rows.tolist()) == rows[expected].tolist()
+    # A row is flagged when its chunk is added if an earlier or same-chunk row shares its key.
+    first_seen = keys.notna().all(axis=1) & keys.duplicated(keep="first")
+    within = pd.Series(np.concatenate(flagged))
+    assert (within | ~first_seen).all()
+    if cap == 40:
+        assert max(len(h) for h in index.hashes) <= 40
