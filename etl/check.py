@@ -298,7 +298,7 @@ def _run(
     result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
     result.header_row = reader.header.row_index + 1
     ctx = ChunkContext(contract, reader.header, office, as_of)
-    checker = quality_run(contract, scan.size) if quality else None
+    checker = quality_run(contract, scan.size, loading=sink is not None) if quality else None
     try:
         _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
     finally:
