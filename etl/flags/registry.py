@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -33,11 +35,13 @@ from etl.flags.engine import (
     STATE_TITLES,
     WITHDRAWN,
     Evaluation,
+    join_runs,
 )
 from etl.store import files
 from etl.store.load import bulk_insert
 from etl.store.query import end_of_day
 from etl.store.schema import flag, flag_decision, flag_evaluation, flag_evidence
+from etl.text import arrow_strings, factorize
 
 WITHDRAWN_REASON = "证据记录已撤销或更正，规则不再成立"
 SUPERSEDED_REASON = "已由 {successor} 取代：补报了更早的证据记录，认定窗口变化，需重新审核"
@@ -164,10 +168,11 @@ def _apply(conn: Connection, evaluation: Evaluation, now: datetime) -> tuple[int
             .values({**{c: sa.bindparam(f"v_{c}") for c in settable}, "updated_at": now}),
             rows,
         )
-    touched = set(fresh["id"]) | set(moved["id"])
-    bulk_insert(
-        conn, flag_evidence, evaluation.evidence.loc[evaluation.evidence["flag_id"].isin(touched)]
-    )
+    # The evidence of new and changed flags (Arrow's is_in: pandas' isin makes a scalar per id).
+    touched = pa.array(pd.concat([fresh["id"], moved["id"]]), pa.large_string())
+    evidence = evaluation.evidence
+    wanted = pc.is_in(arrow_strings(evidence["flag_id"]), value_set=touched)
+    bulk_insert(conn, flag_evidence, evidence.loc[wanted.to_numpy(zero_copy_only=False)])
 
     gone = stored.loc[~stored["id"].isin(found["id"]) & (stored["stored_state"] != WITHDRAWN)]
     # The same rule still fires for the subject under another id: its first window moved (a
@@ -197,7 +202,12 @@ def _apply(conn: Connection, evaluation: Evaluation, now: datetime) -> tuple[int
 
 
 def content_hashes(flags: pd.DataFrame, evidence: pd.DataFrame) -> pd.Series:
-    """A hash per flag of everything an evaluation may change (evidence, dates, names, state)."""
+    """A hash per flag of everything an evaluation may change (evidence, dates, names, state).
+
+    The hashed text is, per flag: subject name, type, listing start and end, state and evidence
+    count joined by `|`, then U+001D, then its evidence lines (`key|date|T or E`, in the order
+    given) joined by U+001E. Built with column-wise string operations and an Arrow join per
+    flag's run of evidence; only the SHA-256 itself is computed flag by flag."""
     if flags.empty:
         return pd.Series([], index=flags.index, dtype="str")
     line = (
@@ -207,12 +217,22 @@ def content_hashes(flags: pd.DataFrame, evidence: pd.DataFrame) -> pd.Series:
         + "|"
         + np.where(evidence["trigger"].astype(bool), "T", "E")
     )
-    per_flag = line.groupby(evidence["flag_id"]).agg("\x1e".join)
+    codes, ids = factorize(evidence["flag_id"])
+    order = np.argsort(codes, kind="stable")  # each flag's lines together, in their order
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+    per_flag = join_runs(arrow_strings(line).take(order), starts, "\x1e")
+    found = pd.Index(ids).get_indexer(flags["id"])
+    lines = np.append(np.array(per_flag, dtype=object), "")[found]  # a flag without evidence: ""
     head = flags[
         ["subject_name", "subject_type", "listing_start", "listing_end", "state", "evidence_count"]
     ].astype("str")
-    text = head.fillna("").agg("|".join, axis=1) + "\x1d" + flags["id"].map(per_flag).fillna("")
-    return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest())
+    text = head.iloc[:, 0].fillna("")
+    for name in head.columns[1:]:
+        text = text + "|" + head[name].fillna("")
+    text = text + "\x1d" + pd.Series(lines, index=flags.index, dtype="str")
+    utf8 = pc.cast(arrow_strings(text), pa.large_binary()).to_pylist()
+    digests = [hashlib.sha256(t).hexdigest() for t in utf8]
+    return pd.Series(digests, index=flags.index, dtype="str")
 
 
 def _delete_evidence(conn: Connection, ids: list[str]) -> None:
