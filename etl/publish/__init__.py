@@ -138,18 +138,21 @@ def _publish_one(
         titles = {c.name: c.title for c in ext.public}
         try:
             for public_rows, restricted_rows in ext.chunks:
+                # The restricted twin first: the public rows share most of its columns (all
+                # but the masked and redacted ones), which its snapshot has already converted.
+                shared = None
+                if len(restricted_rows):
+                    shared = snapshots[RESTRICTED].write(restricted_rows)
                 if len(public_rows):
                     safe = redact_personal_ids(public_rows, day, titles)
-                    snapshots[PUBLIC].write(safe)
-                if len(restricted_rows):
-                    snapshots[RESTRICTED].write(restricted_rows)
+                    snapshots[PUBLIC].write(safe, like=shared)
             written = []
             for audience, root in roots.items():
                 delta = snapshots[audience].close()
                 written.append(
                     _finish(
                         ext, audience, snapshots[audience].rows, delta, tmp[audience], root,
-                        previous[audience], day, policy,
+                        previous[audience], day, policy, snapshots[audience].hashes,
                     )
                 )  # fmt: skip
         except Exception as exc:  # an error (not a crash): leave nothing behind, say why
@@ -174,6 +177,7 @@ def _finish(
     previous: Path | None,
     day: date,
     policy: PublicityProfile,
+    hashes: dict[str, str] | None = None,
 ) -> writer.Written:
     dataset = ext.dataset
     columns = ext.public if audience == PUBLIC else ext.restricted
@@ -183,7 +187,7 @@ def _finish(
         f"{dataset}.delta.parquet": sum(delta.values()),
         f"{dataset}.delta.csv": sum(delta.values()),
     }
-    package = writer.datapackage(tmp, dataset, columns, ext.key, counts)
+    package = writer.datapackage(tmp, dataset, columns, ext.key, counts, hashes)
     writer.write_json(tmp / "datapackage.json", package)
     digest = hashlib.sha256("".join(r["hash"] for r in package["resources"]).encode()).hexdigest()
     previous_manifest = _read_manifest(previous)

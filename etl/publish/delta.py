@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.publish.extract import Column
+from etl.publish.files import HashedFile
 from etl.publish.text import CsvFile, as_text, neutralise
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class Delta:
         self._last: str | None = None  # the snapshot's last key so far
 
     def _open(self) -> None:
-        self.parquet = pq.ParquetWriter(self.folder / f"{self.dataset}.delta.parquet", self.schema)
+        self.file = HashedFile(self.folder / f"{self.dataset}.delta.parquet")
+        self.parquet = pq.ParquetWriter(self.file, self.schema)
         self.csv = CsvFile(
             self.folder / f"{self.dataset}.delta.csv", self.columns, extra=[OP_COLUMN.title]
         )
@@ -112,9 +114,18 @@ class Delta:
                 self._give_up(exc)
         if not self.merging:
             self._by_index(snapshot)
-        self.parquet.close()
-        self.csv.close()
+        self._close_files()
         return self.counts
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """The SHA-256 of both delta files, by name, hashed as written (once closed)."""
+        return {self.file.path.name: self.file.sha256, self.csv.handle.path.name: self.csv.sha256}
+
+    def _close_files(self) -> None:
+        self.parquet.close()
+        self.file.close()
+        self.csv.close()
 
     # --- the merge -----------------------------------------------------------------------------
 
@@ -210,8 +221,7 @@ class Delta:
     def _give_up(self, exc: OutOfOrder) -> None:
         log.warning("%s 增量：%s；改用内存索引计算（内存随行数增长）", self.dataset, exc)
         self.merging = False
-        self.parquet.close()
-        self.csv.close()
+        self._close_files()
 
     def _by_index(self, snapshot: Path) -> None:
         """The delta from both written files with a hash index of every row (any order)."""

@@ -140,8 +140,14 @@ def redact_personal_ids(
     for name in out.columns:
         if out[name].dtype != "str" and out[name].dtype != object:
             continue
-        text = pa.array(out[name].astype("str")).fill_null("")
-        maybe = pc.match_substring_regex(text, _DIGIT_RUN).to_numpy(zero_copy_only=False)
+        text = pa.array(out[name].astype("str"))
+        # Cells shorter than 17 bytes cannot hold 17 digits: a column of short values (most
+        # identifiers, empty columns) is passed over from its offsets alone. Nulls stay nulls
+        # (no match) rather than being filled, which would copy the column.
+        if (pc.max(pc.binary_length(text)).as_py() or 0) < ID_LENGTH - 1:
+            continue
+        match = pc.match_substring_regex(text, _DIGIT_RUN).fill_null(False)
+        maybe = match.to_numpy(zero_copy_only=False)
         if not maybe.any():
             continue
         cells = out.loc[maybe, name].astype("str")

@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from etl.publish.delta import OPS, Delta
-from etl.publish.extract import Column, as_arrow
-from etl.publish.text import CsvFile, as_text
+from etl.publish.extract import Column, arrow_column, column_values
+from etl.publish.files import HashedFile
+from etl.publish.text import CsvFile, neutralise, text_column
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -63,10 +64,22 @@ class Written:
         }
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One column of a chunk in the three forms the files need: typed (Parquet), text (what the
+    delta compares) and CSV cells (`neutralise`d text); `source` says where the frame column it
+    came from lives in memory (`_memory`)."""
+
+    source: tuple[object, ...] | None
+    typed: pa.Array | pa.ChunkedArray
+    text: pa.Array
+    safe: pa.Array
+
+
 class Snapshot:
     """Streams chunks into `<dataset>.parquet` and `<dataset>.csv` in a temporary folder, and
     the delta against the publication in `previous` into `<dataset>.delta.parquet|csv`
-    (`delta.py`); chunks come in key order."""
+    (`delta.py`); chunks come in key order. Every file is hashed as it is written (`hashes`)."""
 
     def __init__(
         self,
@@ -82,28 +95,83 @@ class Snapshot:
             {"dataset": dataset}
         )
         self.path = folder / f"{dataset}.parquet"
-        self.parquet = pq.ParquetWriter(self.path, self.schema)
+        self.file = HashedFile(self.path)
+        self.parquet = pq.ParquetWriter(self.file, self.schema)
         self.csv = CsvFile(folder / f"{dataset}.csv", columns)
         self.delta = Delta(folder, dataset, columns, key, previous, chunk_rows)
         self.chunk_rows = chunk_rows
         self.rows = 0
+        self.counts: dict[str, int] = {}
 
-    def write(self, frame: pd.DataFrame) -> None:
-        """One Parquet row group per call; the text, CSV and delta work a chunk at a time (the
-        flag extract comes in one piece)."""
-        table = as_arrow(frame, self.columns)
+    def write(
+        self, frame: pd.DataFrame, like: dict[str, Prepared] | None = None
+    ) -> dict[str, Prepared]:
+        """One Parquet row group per call; the CSV and delta work a chunk at a time (the flag
+        extract comes in one piece). `like`: what another audience's snapshot made of the same
+        chunk; a column still holding the very same values (not masked, not redacted) is
+        taken from it rather than converted, formatted and neutralised a second time. Returns
+        this chunk's columns, for the next audience."""
+        prepared = {c.name: _prepare(frame, c, (like or {}).get(c.name)) for c in self.columns}
+        table = pa.Table.from_arrays([p.typed for p in prepared.values()], schema=self.schema)
         self.parquet.write_table(table, row_group_size=max(len(table), 1))
+        names = table.column_names
         for start in range(0, len(table), self.chunk_rows):
             part = table.slice(start, self.chunk_rows)
-            text = as_text(part)
-            self.delta.add(part, text, self.csv.write(text))
+            text = pa.Table.from_arrays(
+                [p.text.slice(start, self.chunk_rows) for p in prepared.values()], names=names
+            )
+            safe = [p.safe.slice(start, self.chunk_rows) for p in prepared.values()]
+            self.csv.write_safe(safe)
+            self.delta.add(part, text, safe)
         self.rows += len(table)
+        return prepared
 
     def close(self) -> dict[str, int]:
         """Close the files; the delta's count of rows per op."""
         self.parquet.close()
+        self.file.close()
         self.csv.close()
-        return self.delta.close(self.path)
+        self.counts = self.delta.close(self.path)
+        return self.counts
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """The SHA-256 of each data file, by name (once closed)."""
+        return {
+            self.path.name: self.file.sha256,
+            self.csv.handle.path.name: self.csv.sha256,
+            **self.delta.hashes,
+        }
+
+
+def _prepare(frame: pd.DataFrame, column: Column, like: Prepared | None) -> Prepared:
+    """A column of the chunk in its three forms; `like`'s when it came from the same memory."""
+    values = column_values(frame, column)
+    source = _memory(values)
+    same = like is not None and source is not None and like.source == source
+    if like is not None and same and like.typed.type == column.type:
+        return like
+    typed = arrow_column(values, column)
+    text = text_column(typed)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return Prepared(source, typed, text, neutralise(text))
+
+
+def _memory(values: pd.Series) -> tuple[object, ...] | None:
+    """Where an Arrow-backed column's values live: type, offset, length and buffer addresses of
+    each chunk. Arrow buffers are immutable, so two columns with the same answer hold the same
+    values; masking and redaction make new buffers. None (never reused) for other columns."""
+    if not isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype):
+        return None
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage != "pyarrow":
+        return None
+    array = pa.array(values.array)
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    return tuple(
+        (str(c.type), c.offset, len(c), *(b.address if b is not None else 0 for b in c.buffers()))
+        for c in chunks
+    )
 
 
 # --- descriptors -------------------------------------------------------------------------------
@@ -126,9 +194,16 @@ def sha256_of(path: Path) -> str:
 
 
 def datapackage(
-    folder: Path, dataset: str, columns: list[Column], key: list[str], counts: dict[str, int]
+    folder: Path,
+    dataset: str,
+    columns: list[Column],
+    key: list[str],
+    counts: dict[str, int],
+    hashes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A Frictionless Data Package (v2) describing the four data files."""
+    """A Frictionless Data Package (v2) describing the four data files. `hashes`: their SHA-256
+    as computed while writing (`Snapshot.hashes`); a file missing there is read and hashed."""
+    known = hashes or {}
     fields = [
         {"name": c.name, "title": c.title, "type": frictionless_type(c.type)}
         | ({"description": f"交换代码 {c.code}"} if c.code else {})
@@ -155,7 +230,7 @@ def datapackage(
             "format": fmt,
             "mediatype": "text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
             "bytes": path.stat().st_size,
-            "hash": f"sha256:{sha256_of(path)}",
+            "hash": f"sha256:{known[name] if name in known else sha256_of(path)}",
             "rows": counts[name],
             "schema": {
                 "fields": ([op_field] if delta else []) + fields,
