@@ -293,13 +293,15 @@ def _run(
     chunk_rows: int,
     quality: bool,
 ) -> None:
-    reader = open_table(path, contract)
-    scan: FileScan = reader.scan
-    result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
-    result.header_row = reader.header.row_index + 1
-    ctx = ChunkContext(contract, reader.header, office, as_of)
-    checker = quality_run(contract, scan.size, loading=sink is not None) if quality else None
+    # The quality run starts first: a quality process imports GX while the file is scanned.
+    size = path.stat().st_size
+    checker = quality_run(contract, size, loading=sink is not None) if quality else None
     try:
+        reader = open_table(path, contract)
+        scan: FileScan = reader.scan
+        result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
+        result.header_row = reader.header.row_index + 1
+        ctx = ChunkContext(contract, reader.header, office, as_of)
         _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
     finally:
         if checker is not None:

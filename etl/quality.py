@@ -209,6 +209,10 @@ class QualityRun:
         self._definition: Any = None
         self._parts: list[tuple[tuple[str, ...] | None, Any]] = []
 
+    def prepare(self) -> None:
+        """Import GX and set up its context now (else the first batch does)."""
+        self._batch_definition()
+
     def _batch_definition(self) -> Any:
         if self._definition is None:
             os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -459,6 +463,9 @@ def _serve(
     with the rows) until told to end, then send the summary."""
     try:
         run = QualityRun(contract, suite, batch_rows)
+        # GX's imports (~3 s) now, while the checking process scans and reads its first
+        # chunks, not when the first batch is full and the checking process waits on it.
+        run.prepare()
         while (message := conn.recv())[0] == "batch":
             path = message[1]
             with pa.memory_map(path) as source:
