@@ -345,8 +345,12 @@ def _stream(
             if bad.any():
                 rejected = raw[raw[ROW].isin(typed[ROW][bad])]
                 sink.reject(rejected[ROW].to_numpy(), _raw_cells(rejected, raw_names))
+                del rejected
         if progress is not None:
             progress(reader.progress(), result.rows_read)
+        # Nothing of a chunk outlives it: after the last one, the quality process's final batch
+        # and the gathering of the rejections are the check's peak.
+        del chunk, raw, outcome, typed, accepted, bad, repeated
     result.warnings += [Notice(c, m) for c, m in reader.warnings]
     if checker is not None:  # first: it ends the quality process before the rejections gather
         result.quality = checker.summary()
