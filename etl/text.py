@@ -78,7 +78,12 @@ def _arrow(values: pd.Series) -> pa.Array:
 
 
 def _series(array: pa.Array | pa.ChunkedArray, like: pd.Series) -> pd.Series:
-    return pd.Series(array, index=like.index, dtype=STR)
+    return text_series(array, like.index)
+
+
+def text_series(array: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    """Arrow text (string or large_string) as a pandas "str" Series on `index`."""
+    return pd.Series(array, index=index, dtype=STR)
 
 
 def _nfkc(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

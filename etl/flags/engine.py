@@ -38,7 +38,7 @@ from etl.checks.rules import evaluate as holds
 from etl.contracts import load_contract
 from etl.flags.policy import Policy, Rule, Subject
 from etl.store.query import state_as_of
-from etl.text import STR, arrow_strings, factorize
+from etl.text import STR, arrow_strings, factorize, text_series
 
 EPOCH = pd.Timestamp("1900-01-01")
 # Matching records held in memory per subject before they spill to partition files, and the
@@ -283,7 +283,7 @@ def record_keys(frame: pd.DataFrame, key: Iterable[str]) -> pd.Series:
         parts += [_text(',"' if i else '"'), text, _text('"')]
     parts.append(_text("]"))
     joined = pc.binary_join_element_wise(*parts, _text(""))
-    return _text_series(joined, frame.index)
+    return text_series(joined, frame.index)
 
 
 def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
@@ -307,9 +307,9 @@ def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
     ident = pc.coalesce(*idents)
     kind = pc.coalesce(*kinds)
     out = pd.DataFrame(index=rows.index)
-    out["subject_id"] = _text_series(ident, rows.index)
-    out["subject_id_kind"] = _text_series(kind, rows.index)
-    out["subject_key"] = _text_series(
+    out["subject_id"] = text_series(ident, rows.index)
+    out["subject_id_kind"] = text_series(kind, rows.index)
+    out["subject_key"] = text_series(
         pc.binary_join_element_wise(kind, ident, _text(":")), rows.index
     )
     out["subject_name"] = rows[subject.name].astype("str")
@@ -323,12 +323,6 @@ def _with_subject(rows: pd.DataFrame, subject: Subject) -> pd.DataFrame:
 def _text(value: str | None) -> pa.Scalar:
     """A text scalar of the type Arrow strings from pandas have (kernels do not mix types)."""
     return pa.scalar(value, pa.large_string())
-
-
-def _text_series(values: pa.Array, index: pd.Index) -> pd.Series:
-    """An Arrow text array as a pandas "str" Series on `index`."""
-    text = pc.cast(values, pa.large_string())
-    return text.to_pandas(types_mapper={pa.large_string(): STR}.get).set_axis(index)
 
 
 def _apply(

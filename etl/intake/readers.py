@@ -15,7 +15,6 @@ import hashlib
 import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -143,42 +142,16 @@ def _raise_undecodable(path: Path, offset: int) -> NoReturn:
     raise InputFileError(message("E_ENCODING", offset=offset, hint=hint), code="E_ENCODING")
 
 
-class _Hasher:
-    """SHA-256 of the blocks fed, computed on a second thread while the caller validates.
-
-    hashlib releases the GIL for large buffers: the hash overlaps the validation, for no
-    extra CPU time (one thread, one block at a time, so memory stays at two blocks).
-    """
-
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self._digest = hashlib.sha256()
-        self._pool = pool
-        self._pending: Future[None] | None = None
-        self.size = 0
-
-    def feed(self, block: bytes) -> None:
-        if self._pending is not None:
-            self._pending.result()
-        self._pending = self._pool.submit(self._digest.update, block)
-        self.size += len(block)
-
-    def hexdigest(self) -> str:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        return self._digest.hexdigest()
-
-
 def _hash_and_validate_utf8(fh: BinaryIO) -> tuple[str, int, int | None]:
     """Checksum, size and the offset of the first byte that is not UTF-8 (None: all is)."""
+    digest = hashlib.sha256()
+    size = 0
     utf8 = _Utf8Validator()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
-        hasher = _Hasher(pool)
-        while block := fh.read(_BLOCK):
-            hasher.feed(block)
-            utf8.feed(block)
-        sha = hasher.hexdigest()
-    return sha, hasher.size, utf8.finish()
+    while block := fh.read(_BLOCK):
+        digest.update(block)
+        utf8.feed(block)
+        size += len(block)
+    return digest.hexdigest(), size, utf8.finish()
 
 
 def _hash_and_decode(
