@@ -156,12 +156,14 @@ def publish_day(as_of: date, db_url: str | None = None) -> dict[str, Any]:
     evaluation's counts under `flags`.
     """
     from etl.flags import evaluate_flags
+    from etl.memory import release_memory
     from etl.publish import publish
 
     engine = db.make_engine(db_url)
     try:
         db.upgrade(engine)
         flags = evaluate_flags(engine, as_of)
+        release_memory()  # the publication's peak on its own (etl/memory.py)
         summary = publish(engine, as_of, evaluation=flags.evaluation)
     finally:
         engine.dispose()

@@ -37,6 +37,7 @@ from etl.intake.inbox import (
     list_inbox,
     remove_processed,
 )
+from etl.memory import release_memory
 from etl.offices import Office, Registry, load_offices
 from etl.publish import PublishSummary
 from etl.publish import publish as publish_extracts
@@ -139,10 +140,12 @@ def run_inbox(
     for drop in listing.drops:
         summary.files.append(process_drop(drop, engine=engine, home=home, as_of=as_of,
                                           registry=registry))  # fmt: skip
+        release_memory()  # each step's peak on its own (etl/memory.py)
         if on_file:
             on_file(summary.files[-1])
     if flags or publish:
         summary.flags = evaluate_flags(engine, as_of)
+        release_memory()
     if publish:
         evaluation = summary.flags.evaluation if summary.flags else None
         summary.publication = publish_extracts(engine, as_of, home=home, evaluation=evaluation)

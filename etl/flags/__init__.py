@@ -8,6 +8,7 @@ Airflow publish DAG call.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from sqlalchemy.engine import Engine
@@ -19,8 +20,13 @@ from etl.store import db
 
 
 def evaluate_flags(engine: Engine, as_of: date, policy: Policy | None = None) -> RegistryCounts:
-    """Evaluate every rule as of `as_of` and bring the registry up to date, in one transaction."""
+    """Evaluate every rule as of `as_of` and bring the registry up to date, in one transaction.
+
+    The counts carry the evaluation for a publication that follows, spilled to a temporary
+    folder (`Evaluation.spill`): it is not held in memory meanwhile."""
     policy = policy or load_policy()
     with db.transaction(engine) as conn:
         lock(conn)  # before reading: an older evaluation must not overwrite a newer one
-        return record(conn, evaluate(conn, as_of, policy))
+        evaluation = evaluate(conn, as_of, policy)
+        counts = record(conn, evaluation)
+    return replace(counts, evaluation=evaluation.spill())

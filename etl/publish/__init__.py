@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection, Engine
 from etl import settings
 from etl.checks.codes import message
 from etl.errors import CreditpipeError, PublishError
-from etl.flags.engine import Evaluation
+from etl.flags.engine import Evaluation, SpilledEvaluation
+from etl.memory import release_memory
 from etl.publish import writer
 from etl.publish.extract import DATASETS, Extract, extract
 from etl.publish.masking import redact_personal_ids
@@ -72,7 +73,7 @@ def publish(
     profile: str | None = None,
     datasets: tuple[str, ...] = DATASETS,
     chunk_rows: int | None = None,
-    evaluation: Evaluation | None = None,
+    evaluation: Evaluation | SpilledEvaluation | None = None,
 ) -> PublishSummary:
     """Publish every dataset for `as_of`: snapshot, delta, descriptors, atomic commit.
     `evaluation`: the flag evaluation of `as_of` just made (`evaluate_flags(...).evaluation`),
@@ -93,6 +94,7 @@ def publish(
                 public.remote = _upload(public, remote)
             summary.datasets.append(public)
             summary.restricted.append(restricted)
+            release_memory()  # each dataset's peak on its own (etl/memory.py)
     return summary
 
 
@@ -113,7 +115,7 @@ def _publish_one(
     public_root: Path,
     restricted_root: Path,
     chunk: int,
-    evaluation: Evaluation | None = None,
+    evaluation: Evaluation | SpilledEvaluation | None = None,
 ) -> tuple[writer.Written, writer.Written]:
     with writer.dataset_lock(public_root), writer.dataset_lock(restricted_root):
         for root in (public_root, restricted_root):

@@ -25,7 +25,14 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from etl.contracts import load_contract
-from etl.flags.engine import CANDIDATE, CONFIRMED, STATE_TITLES, Evaluation, evaluate
+from etl.flags.engine import (
+    CANDIDATE,
+    CONFIRMED,
+    STATE_TITLES,
+    Evaluation,
+    SpilledEvaluation,
+    evaluate,
+)
 from etl.flags.policy import SEVERITY_TITLES, load_policy
 from etl.flags.registry import decisions_before
 from etl.publish.masking import mask_frame, mask_values
@@ -66,7 +73,7 @@ def extract(
     day: date,
     profile: PublicityProfile,
     chunk_rows: int,
-    evaluation: Evaluation | None = None,
+    evaluation: Evaluation | SpilledEvaluation | None = None,
 ) -> Extract:
     """`evaluation`: the flag evaluation of `day`, when the caller has just made it."""
     if dataset == "serious_dishonesty":
@@ -142,11 +149,16 @@ FLAG_RESTRICTED = [
 
 
 def _flags(
-    conn: Connection, day: date, profile: PublicityProfile, evaluation: Evaluation | None
+    conn: Connection,
+    day: date,
+    profile: PublicityProfile,
+    given: Evaluation | SpilledEvaluation | None,
 ) -> Extract:
     policy = load_policy()
-    if evaluation is None or evaluation.as_of != day or evaluation.policy_version != policy.version:
+    if given is None or given.as_of != day or given.policy_version != policy.version:
         evaluation = evaluate(conn, day, policy)
+    else:
+        evaluation = given.load()
     flags = evaluation.flags
     decisions = decisions_before(conn, day).set_index("flag_id")
     decision = flags["id"].map(decisions["decision"]) if len(decisions) else None

@@ -12,10 +12,12 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from etl.flags import engine as flag_engine
+from etl.flags import registry as flag_registry
 from etl.flags.engine import evaluate
 from etl.flags.policy import load_policy
 from etl.generate import generate_file
 from etl.run import RunSummary
+from etl.store.schema import flag, flag_evaluation, flag_evidence
 
 AS_OF = date(2026, 11, 21)
 OFFICES = {"penalty": "jingan-amr", "abnormal_patent": "sh-ipa"}  # schemas/offices.yaml
@@ -44,3 +46,68 @@ def test_spilled_evaluation_equals_in_memory_evaluation(
     pd.testing.assert_frame_equal(spilled.flags, held.flags)
     pd.testing.assert_frame_equal(spilled.evidence, held.evidence)
     assert spilled.unidentified == held.unidentified
+
+
+def test_an_evaluation_spilled_to_disk_comes_back_exactly(
+    engine: Engine, _isolated_home: Path, run: Callable[..., RunSummary]
+) -> None:
+    """`evaluate_flags` hands the evaluation over on disk (the run publishes from it): the
+    frames come back equal, dtypes included, and the folder goes with the object."""
+    folder = _isolated_home / "inbox" / OFFICES["penalty"] / "penalty"
+    folder.mkdir(parents=True)
+    generate_file("penalty", 4_000, folder / "penalty.csv", seed=5, error_rate=0.0)
+    summary = run(AS_OF)
+    assert summary.flags is not None and summary.flags.new > 0
+    with engine.connect() as conn:
+        held = evaluate(conn, AS_OF, load_policy())
+    spilled = held.spill()
+    where = Path(spilled.folder.name)
+    back = spilled.load()
+    pd.testing.assert_frame_equal(back.flags, held.flags)
+    pd.testing.assert_frame_equal(back.evidence, held.evidence)
+    assert (back.as_of, back.policy_version, back.unidentified) == (
+        held.as_of,
+        held.policy_version,
+        held.unidentified,
+    )
+    del spilled
+    assert not where.exists()
+
+
+def test_the_registry_written_in_slices_equals_it_written_at_once(
+    engine: Engine,
+    _isolated_home: Path,
+    run: Callable[..., RunSummary],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Content hashes and inserts a few flags at a time (memory flat in the number of flags)
+    give the registry rows of one pass over all of them."""
+    folder = _isolated_home / "inbox" / OFFICES["penalty"] / "penalty"
+    folder.mkdir(parents=True)
+    generate_file("penalty", 4_000, folder / "penalty.csv", seed=5, error_rate=0.0)
+    assert not run(AS_OF).failed  # records the flags; each pass below starts from none
+    with engine.connect() as conn:
+        evaluation = evaluate(conn, AS_OF, load_policy())
+    assert len(evaluation.flags) > 20
+
+    def registry_rows() -> dict[str, pd.DataFrame]:
+        with engine.connect() as conn, conn.begin() as tx:
+            for table in (flag_evidence, flag_evaluation, flag):
+                conn.execute(table.delete())
+            flag_registry.record(conn, evaluation)
+            tables = {
+                name: pd.read_sql_table(name, conn)
+                .drop(columns=["updated_at"], errors="ignore")
+                .sort_values(keys, ignore_index=True)
+                for name, keys in (("flag", ["id"]), ("flag_evidence", ["flag_id", "position"]))
+            }
+            tx.rollback()
+        return tables
+
+    whole = registry_rows()
+    monkeypatch.setattr(flag_registry, "_HASH_FLAGS", 7)
+    monkeypatch.setattr(flag_registry, "_INSERT_ROWS", 5)
+    sliced = registry_rows()
+    assert len(whole["flag"]) == len(evaluation.flags)
+    for name, frame in whole.items():
+        pd.testing.assert_frame_equal(sliced[name], frame)
