@@ -179,3 +179,11 @@ def test_the_key_index_finds_every_duplicate_however_its_runs_merge(
     assert (within | ~first_seen).all()
     if cap == 40:
         assert max(len(h) for h in index.hashes) <= 40
+        # Runs past half the cap are final and wait on disk; closing removes them.
+        assert index.spilled and all(len(h) <= 20 for h in index.hashes)
+        folder = index.spilled[0].parent
+        assert sum(len(h) for h, _ in index.runs()) == int(keys.notna().all(axis=1).sum())
+        index.close()
+        assert not folder.exists()
+    else:
+        assert not index.spilled
