@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -409,6 +410,10 @@ class QualityProcess:
     def close(self) -> None:
         """Stops the process and removes its scratch folder (after `summary`, or early)."""
         self._conn.close()
+        if self._summary is not None:
+            # Its work is done and sent: ending it now spares the check ~0.8 s of waiting for
+            # its interpreter (and GX's modules) to tear down.
+            self._process.terminate()
         self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.kill()
@@ -462,6 +467,16 @@ def _serve(
     """The quality process: take each chunk file (mapped, then unlinked: the mapping lives on
     with the rows) until told to end, then send the summary."""
     try:
+        # GX draws its progress bars with tqdm, whose default lock is a semaphore shared across
+        # processes (registered with multiprocessing's resource tracker); this process has no
+        # children, and is ended without teardown once its summary is sent (`close`), so
+        # tqdm gets a lock of this process only: nothing is left for the tracker to report.
+        try:
+            import tqdm
+        except ImportError:  # a GX without progress bars
+            pass
+        else:
+            tqdm.tqdm.set_lock(threading.RLock())
         run = QualityRun(contract, suite, batch_rows)
         # GX's imports (~3 s) now, while the checking process scans and reads its first
         # chunks, not when the first batch is full and the checking process waits on it.

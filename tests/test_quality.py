@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -191,3 +195,19 @@ def test_the_suite_parts_hold_every_expectation_once() -> None:
             else:
                 assert column in (None, *columns) and column not in required
                 assert e["kwargs"].get("column_list", list(columns)) == list(columns)
+
+
+def test_the_quality_process_ends_at_once_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """After its summary the process is ended without waiting for its teardown; the check's
+    own stderr stays clean (no resource-tracker report of a leaked semaphore)."""
+    path = tmp_path / "p.csv"
+    generate_file("penalty", 500, path, seed=7, error_rate=0.05)
+    env = {**os.environ, "CREDITPIPE_QUALITY": "process"}
+    done = subprocess.run(
+        [sys.executable, "-m", "etl.cli", "check", str(path), "--office", "jingan-amr",
+         "--as-of", "2026-11-21", "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the file has bad rows
+    assert json.loads(done.stdout)["rows_read"] == 500
+    assert done.stderr == ""
