@@ -119,7 +119,8 @@ def check(
         paths = write_receipt(result, receipt_dir)
         err.print(f"回执已写入：{paths.csv.parent}（{paths.csv.name} / .html / .json）")
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        result.write_json(sys.stdout.write)  # the rejections a batch at a time
+        sys.stdout.write("\n")
     else:
         _print_result(result, limit)
     raise typer.Exit(0 if result.ok else EXIT_REJECTED)
