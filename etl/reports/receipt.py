@@ -105,17 +105,20 @@ def _csv_pieces(result: CheckResult) -> Iterator[str]:
     yield _csv_text(pd.DataFrame(notices, columns=CSV_HEADER), header=True)
     rej = result.rejections
     for start in range(0, len(rej), _CSV_BATCH):
-        part = rej.iloc[start : start + _CSV_BATCH]
-        body = pd.DataFrame(
-            {
-                "行号": part["row"].astype("str"),
-                "字段": part["field"],
-                "错误代码": part["code"],
-                "说明": part["message"],
-                "原值": part["value"],
-            }
-        )
-        yield _csv_text(body, header=False)
+        yield _csv_text(rejection_table(rej.iloc[start : start + _CSV_BATCH]), header=False)
+
+
+def rejection_table(rejections: pd.DataFrame) -> pd.DataFrame:
+    """Rejections under the receipt's column titles (`CSV_HEADER`)."""
+    return pd.DataFrame(
+        {
+            "行号": rejections["row"].astype("str"),
+            "字段": rejections["field"],
+            "错误代码": rejections["code"],
+            "说明": rejections["message"],
+            "原值": rejections["value"],
+        }
+    )
 
 
 def _csv_text(table: pd.DataFrame, *, header: bool) -> str:

@@ -11,7 +11,13 @@ import pytest
 from etl import check as check_module
 from etl.check import CheckResult, Notice
 from etl.reports import receipt
-from etl.reports.receipt import CSV_HEADER, neutralise_formulas, receipt_json, write_receipt
+from etl.reports.receipt import (
+    CSV_HEADER,
+    neutralise_formulas,
+    receipt_json,
+    rejection_table,
+    write_receipt,
+)
 
 AWKWARD = ["=1+1", '带"引号"', "两\n行", "tab\there", "", "甲，乙", "-5", "\\backslash", "\u2028"]
 
@@ -37,16 +43,7 @@ def _result(n: int) -> CheckResult:
 def _csv_in_one_piece(result: CheckResult) -> bytes:
     """The receipt CSV as the receipt made it before it was written in batches."""
     notices = [("（提示）", "", n.code, n.message, "") for n in result.warnings]
-    rej = result.rejections
-    body = pd.DataFrame(
-        {
-            "行号": rej["row"].astype("str"),
-            "字段": rej["field"],
-            "错误代码": rej["code"],
-            "说明": rej["message"],
-            "原值": rej["value"],
-        }
-    )
+    body = rejection_table(result.rejections)
     table = pd.concat([pd.DataFrame(notices, columns=CSV_HEADER), body], ignore_index=True)
     text = table.apply(neutralise_formulas).to_csv(index=False, lineterminator="\r\n")
     return str(text).encode("utf-8-sig")
