@@ -29,6 +29,20 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs at noon of AS_OF in Shanghai. The tests ask for the state at the end of
+    AS_OF, and the store stamps each received file with the wall clock: from 16:00 UTC on
+    2026-11-21 (midnight in Shanghai) files arriving "now" were received after AS_OF, outside
+    every as-of read. A test that needs another moment sets it (`tests.store_fixtures.at`)."""
+    from etl import settings
+    from etl.store import files
+
+    noon = dt.datetime(AS_OF.year, AS_OF.month, AS_OF.day, 4, 0)  # 12:00 Shanghai, naive UTC
+    monkeypatch.setattr(files, "utcnow", lambda: noon)
+    monkeypatch.setattr(settings, "today_shanghai", lambda: AS_OF)
+
+
 @pytest.fixture
 def jingan() -> Office:
     office = load_offices().get("jingan-amr")
