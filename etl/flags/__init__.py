@@ -8,6 +8,7 @@ Airflow publish DAG call.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import date
 
@@ -17,6 +18,8 @@ from etl.flags.engine import evaluate
 from etl.flags.policy import Policy, load_policy
 from etl.flags.registry import RegistryCounts, lock, record
 from etl.store import db
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_flags(engine: Engine, as_of: date, policy: Policy | None = None) -> RegistryCounts:
@@ -29,4 +32,8 @@ def evaluate_flags(engine: Engine, as_of: date, policy: Policy | None = None) ->
         lock(conn)  # before reading: an older evaluation must not overwrite a newer one
         evaluation = evaluate(conn, as_of, policy)
         counts = record(conn, evaluation)
-    return replace(counts, evaluation=evaluation.spill())
+    try:
+        return replace(counts, evaluation=evaluation.spill())
+    except OSError as exc:  # the registry is committed: a publication evaluates again instead
+        log.warning("标记评估结果无法暂存到临时目录（%s），发布时将重新评估", exc)
+        return replace(counts, evaluation=None)

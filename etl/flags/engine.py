@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,11 @@ class SpilledEvaluation:
     policy_version: int
     unidentified: dict[str, int]
     folder: tempfile.TemporaryDirectory[str] = field(repr=False, compare=False)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SpilledEvaluation:
+        # Immutable, and a deep copy would get a TemporaryDirectory of its own that still
+        # names this folder, removed when this object goes (`asdict` deep-copies).
+        return self
 
     def load(self) -> Evaluation:
         def read(name: str) -> pd.DataFrame:

@@ -3,6 +3,7 @@ partition files (a large store), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from etl.flags import engine as flag_engine
 from etl.flags import registry as flag_registry
-from etl.flags.engine import evaluate
+from etl.flags.engine import Evaluation, evaluate
 from etl.flags.policy import load_policy
 from etl.generate import generate_file
 from etl.run import RunSummary
@@ -70,8 +71,33 @@ def test_an_evaluation_spilled_to_disk_comes_back_exactly(
         held.policy_version,
         held.unidentified,
     )
+    kept = copy.deepcopy(spilled)  # e.g. dataclasses.asdict of a summary holding it
     del spilled
+    assert where.exists()  # the copy is the same object: its folder stays
+    pd.testing.assert_frame_equal(kept.load().flags, held.flags)
+    del kept
     assert not where.exists()
+
+
+def test_flags_evaluated_when_the_evaluation_cannot_be_spilled(
+    engine: Engine,
+    _isolated_home: Path,
+    run: Callable[..., RunSummary],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full temporary folder does not fail the flag step: the registry is committed, and a
+    publication that follows evaluates again."""
+    folder = _isolated_home / "inbox" / OFFICES["penalty"] / "penalty"
+    folder.mkdir(parents=True)
+    generate_file("penalty", 2_000, folder / "penalty.csv", seed=5, error_rate=0.0)
+
+    def no_space(self: Evaluation) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Evaluation, "spill", no_space)
+    summary = run(AS_OF)
+    assert summary.flags is not None and summary.flags.new > 0
+    assert summary.flags.evaluation is None
 
 
 def test_the_registry_written_in_slices_equals_it_written_at_once(
