@@ -271,6 +271,9 @@ def _postgres_tables(
     row = sa.cast(sa.tuple_(sa.null(), *query.selected_columns, sa.null()), sa.Text)
     line = sa.func.convert_to(row, sa.literal_column("'UTF8'"), type_=sa.LargeBinary)
     statement = query.with_only_columns(_kept(line, keep))
+    # psycopg's dialect doubles each % of a literal and, with no parameters, psycopg sends the
+    # text as it is: a LIKE '%%x%%' matches what '%x%' does, and a `where` value holding a real
+    # % matches nothing, which only keeps rows in (a narrowing can never drop a row by it).
     sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     driver = conn.connection.driver_connection
     datestyle = driver.info.parameter_status("DateStyle")  # type: ignore[union-attr]
