@@ -54,10 +54,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_bench import CREDITPIPE, BenchError, input_file, machine_facts
+from check_bench import AS_OF, CREDITPIPE, BenchError, input_file, machine_facts
 from load_bench import pg_scratch
 
-AS_OF = "2026-11-21"
 OFFICE = "jingan-amr"
 MB = 1_000_000
 DEFAULT_ROWS = (100_000, 1_000_000)
@@ -420,6 +419,10 @@ class Bench:
         detail = {k: totals[k] for k in ("rows_read", "accepted", "rejected", "inserted")}
         detail["flags"] = (body.get("flags") or {}).get("flags")
         detail["published"] = {d["dataset"]: d["rows"] for d in publication.get("datasets", [])}
+        if totals["accepted"] and not detail["published"].get("penalty"):
+            # A run that published none of the penalties it loaded did not do the work being
+            # measured (e.g. an as-of date before the file was received).
+            raise BenchError(f"run published no penalty: {detail}")
         sqlite = home / "creditpipe.db"
         if sqlite.is_file():
             detail["store_mb"] = round(sqlite.stat().st_size / MB, 1)

@@ -26,15 +26,14 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_bench import CREDITPIPE, BenchError, machine_facts
+from check_bench import CREDITPIPE, BenchError, bench_day, machine_facts
 from load_bench import pg_scratch
 
-AS_OF = date(2026, 11, 21)
+AS_OF = bench_day()  # the store stamps received files with the wall clock
 MB = 1_000_000
 FLAGS_TARGET_S = 60.0  # “seconds, not minutes”
 RSS_TARGET_MB = 1000.0
