@@ -52,12 +52,8 @@ def receipt_stem(result: CheckResult, tag: str = "") -> str:
     return ".".join([*parts, "receipt"])
 
 
-def receipt_json(result: CheckResult, **extra: Any) -> dict[str, Any]:
-    """The `check --json` object plus the context a receipt keeps."""
-    return {**result.to_json(), **_receipt_context(result, **extra)}
-
-
-def _receipt_context(result: CheckResult, **extra: Any) -> dict[str, Any]:
+def receipt_context(result: CheckResult, **extra: Any) -> dict[str, Any]:
+    """What a JSON receipt keeps besides the `check --json` object (it follows its keys)."""
     return {
         "contract": result.contract,
         "office": result.office,
@@ -89,7 +85,7 @@ def write_receipt(
         result.write_json(
             lambda text: fh.write(text.encode("utf-8")),
             indent=2,
-            extra=_receipt_context(result, **extra),
+            extra=receipt_context(result, **extra),
         )
         fh.write(b"\n")
     return paths
