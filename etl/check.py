@@ -26,7 +26,7 @@ from etl.checks.rules import REJECTION_COLUMNS, ChunkContext, empty_rejections, 
 from etl.contracts import Contract, load_contract
 from etl.errors import InputFileError
 from etl.intake.header import HeaderMap
-from etl.intake.readers import EXTRA, ROW, FileScan, TableReader, open_table
+from etl.intake.readers import EXTRA, ROW, ReadAgain, TableReader, open_table
 from etl.offices import Office
 from etl.quality import Quality, failed, quality_run
 
@@ -370,16 +370,42 @@ def _run(
     # The quality run starts first: a quality process imports GX while the file is scanned.
     size = path.stat().st_size
     checker = quality_run(contract, size, loading=sink is not None) if quality else None
+    args = (office, as_of, sink, progress, chunk_rows, checker)
     try:
-        reader = open_table(path, contract)
-        scan: FileScan = reader.scan
-        result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
-        result.header_row = reader.header.row_index + 1
-        ctx = ChunkContext(contract, reader.header, office, as_of)
-        _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
+        try:
+            _read(path, contract, result, open_table(path, contract), *args)
+        except ReadAgain as again:  # raised before anything read left the check: start over
+            _read(path, contract, result, open_table(path, contract, again.scan), *args)
     finally:
         if checker is not None:
             checker.close()
+
+
+def _read(
+    path: Path,
+    contract: Contract,
+    result: CheckResult,
+    reader: TableReader,
+    office: Office | None,
+    as_of: date,
+    sink: AcceptedSink | None,
+    progress: Callable[[float, int], None] | None,
+    chunk_rows: int,
+    checker: Quality | None,
+) -> None:
+    result.header_row = reader.header.row_index + 1
+    ctx = ChunkContext(contract, reader.header, office, as_of)
+    try:
+        _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
+    except InputFileError:
+        _confirm(reader, result)  # an undecodable file says so first, as when scanned first
+        raise
+
+
+def _confirm(reader: TableReader, result: CheckResult) -> None:
+    """The file's scan into `result`; ReadAgain or the scan's own error when it says so."""
+    scan = reader.confirm()
+    result.sha256, result.size, result.encoding = scan.sha256, scan.size, scan.encoding
 
 
 def _stream(
@@ -398,12 +424,16 @@ def _stream(
     rejections: list[pd.DataFrame] = []
     withheld: list[np.ndarray] = []  # rows not written to the sink when their chunk was
     written = 0
+    confirmed = False
     for chunk in reader.chunks(chunk_rows):
-        result.blank_rows += chunk.blank_rows
         raw = chunk.frame
-        if raw.empty:
+        outcome = validate_chunk(raw, ctx) if not raw.empty else None
+        if not confirmed:  # the scan ran beside the first chunk; nothing has left the check
+            _confirm(reader, result)
+            confirmed = True
+        result.blank_rows += chunk.blank_rows
+        if outcome is None:
             continue
-        outcome = validate_chunk(raw, ctx)
         typed = outcome.typed
         repeated = keys.add(typed[list(contract.natural_key)], typed[ROW])
         rejections.append(_compact(outcome.rejections))
@@ -425,6 +455,8 @@ def _stream(
         # Nothing of a chunk outlives it: after the last one, the quality process's final batch
         # and the gathering of the rejections are the check's peak.
         del chunk, raw, outcome, typed, accepted, bad, repeated
+    if not confirmed:
+        _confirm(reader, result)
     result.warnings += [Notice(c, m) for c, m in reader.warnings]
     if checker is not None:  # first: it ends the quality process before the rejections gather
         result.quality = checker.summary()

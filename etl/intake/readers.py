@@ -13,6 +13,7 @@ import codecs
 import csv
 import hashlib
 import io
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ EXTRA_COLUMNS = 16  # room for rows wider than the header, so they are rejected,
 END_MARK = "\x00creditpipe: end of file\x00"  # a record appended to a CSV to find open quotes
 _BLOCK = 1 << 20
 _SAMPLE = 256 * 1024  # bytes read to find the header and delimiter
+# From this size on, a CSV whose first `_SAMPLE` bytes are UTF-8 is read as UTF-8 while a thread
+# scans it whole (CsvReader): the scan (hash and UTF-8 check, ~1 s per 500 MB) overlaps the
+# header search and the first chunk instead of coming before them. Smaller files scan first.
+SCAN_BESIDE_BYTES = 8 << 20
 _CALAMINE_ERRORS = (
     calamine.CalamineError,
     calamine.PasswordError,
@@ -79,22 +84,36 @@ class FileScan:
 class TableReader(Protocol):
     """What the check stage needs from a reader."""
 
-    scan: FileScan
     header: HeaderMap
     warnings: list[tuple[str, str]]
+
+    def confirm(self) -> FileScan:
+        """The file's scan. Raises the scan's InputFileError, or ReadAgain when the reader
+        assumed an encoding the scan disproves: call it before anything read leaves the check."""
+        ...
 
     def chunks(self, rows: int) -> Iterator[RawChunk]: ...
 
     def progress(self) -> float: ...
 
 
-def open_table(path: Path, contract: Contract) -> TableReader:
-    """Open `path` for `contract`; raises InputFileError for a file that cannot be read."""
+class ReadAgain(Exception):
+    """The encoding a reader assumed from the file's first bytes is not the file's (say a GBK
+    file whose first 256 KiB are ASCII): open it again with `scan`, which is."""
+
+    def __init__(self, scan: FileScan) -> None:
+        super().__init__(scan.encoding)
+        self.scan = scan
+
+
+def open_table(path: Path, contract: Contract, scan: FileScan | None = None) -> TableReader:
+    """Open `path` for `contract`; raises InputFileError for a file that cannot be read, and
+    ReadAgain (see TableReader.confirm). `scan`: the file's, when known (after ReadAgain)."""
     if not path.is_file():
         raise InputFileError(message("E_FILE_NOT_FOUND", path=path), code="E_FILE_NOT_FOUND")
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
-        return CsvReader(path, contract)
+        return CsvReader(path, contract, scan)
     if suffix in SHEET_SUFFIXES:
         return SheetReader(path, contract)
     raise InputFileError(
@@ -134,6 +153,42 @@ def scan_text_file(path: Path) -> FileScan:
         if codec not in failed_at:
             return FileScan(sha, size, label, _ENCODINGS[label])
     _raise_undecodable(path, max(utf8_failed_at, *failed_at.values()))
+
+
+class _ScanBeside:
+    """`scan_text_file` in a thread (hashlib and Arrow's cast release the GIL, so it takes the
+    other core while the caller reads)."""
+
+    def __init__(self, path: Path) -> None:
+        self._scan: FileScan | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path,), name="creditpipe-scan", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._scan = scan_text_file(path)
+        except BaseException as exc:  # noqa: BLE001 -- raised again in the caller's thread
+            self._error = exc
+
+    def result(self) -> FileScan:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._scan is not None
+        return self._scan
+
+
+def _assumed_utf8(head: bytes) -> str | None:
+    """UTF-8's label when `head` (a file's first bytes, perhaps cut inside a character) is
+    UTF-8 with no UTF-16 byte-order mark, else None (the scan decides)."""
+    if not head or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None
+    if not _is_utf8(head, _complete_utf8(head)):
+        return None
+    return "UTF-8-BOM" if head.startswith(codecs.BOM_UTF8) else "UTF-8"
 
 
 def _raise_undecodable(path: Path, offset: int) -> NoReturn:
@@ -297,10 +352,15 @@ class CsvReader:
     multi-line cell is one row, a blank line counts), the header and the rows above it dropped.
     """
 
-    def __init__(self, path: Path, contract: Contract) -> None:
+    def __init__(self, path: Path, contract: Contract, scan: FileScan | None = None) -> None:
         self.path = path
-        self.scan = scan_text_file(path)
-        self.delimiter, self.header, self._cells, self._record_bytes = self._find_header(contract)
+        self._scan, self._codec, self._size = self._start_scan(path, scan)
+        try:
+            found = self._find_header(contract)
+        except InputFileError:
+            self.confirm()  # an undecodable file says so first, as when the scan came first
+            raise
+        self.delimiter, self.header, self._cells, self._record_bytes = found
         self.warnings = _unknown_column_warnings(self.header)
         bound = {b.column for b in self.header.bindings}
         self._unnamed = _UnnamedColumns(
@@ -312,11 +372,31 @@ class CsvReader:
         )
         self._fh: io.BufferedReader | None = None
 
+    @staticmethod
+    def _start_scan(path: Path, scan: FileScan | None) -> tuple[FileScan | _ScanBeside, str, int]:
+        """The scan (or one under way beside the read), the codec to read with, the size."""
+        size = path.stat().st_size
+        if scan is None and size >= SCAN_BESIDE_BYTES:
+            with path.open("rb") as fh:
+                label = _assumed_utf8(fh.read(_SAMPLE))
+            if label is not None:
+                return _ScanBeside(path), _ENCODINGS[label], size
+        scan = scan or scan_text_file(path)
+        return scan, scan.codec, scan.size
+
+    def confirm(self) -> FileScan:
+        if isinstance(self._scan, _ScanBeside):
+            scan = self._scan.result()
+            if scan.codec != self._codec:
+                raise ReadAgain(scan)
+            self._scan = scan
+        return self._scan
+
     def _find_header(self, contract: Contract) -> tuple[str, HeaderMap, int, float]:
         """Delimiter, header, the usual cell count of a data row and bytes per line (sampled)."""
         with self.path.open("rb") as fh:
             head = fh.read(_SAMPLE)
-        sample = head.decode(self.scan.codec, errors="ignore")
+        sample = head.decode(self._codec, errors="ignore")
         best: tuple[int, str, HeaderMap, list[list[str]]] | None = None
         first_error: InputFileError | None = None
         for delimiter in DELIMITERS:
@@ -347,7 +427,7 @@ class CsvReader:
                         column_names=names,
                         block_size=_block_size(self._record_bytes, rows),
                         use_threads=False,  # serial parsing numbers the odd records
-                        encoding=_ARROW_ENCODINGS.get(self.scan.codec, self.scan.codec),
+                        encoding=_ARROW_ENCODINGS.get(self._codec, self._codec),
                     ),
                     parse_options=pa_csv.ParseOptions(
                         delimiter=self.delimiter,
@@ -359,8 +439,9 @@ class CsvReader:
                         # pandas' "str" columns hold large_string: no conversion later
                         column_types=dict.fromkeys(names, pa.large_string()),
                         strings_can_be_null=False,
-                        # The scan validated every byte as UTF-8 (or Python's codec decoded
-                        # it), and cells split only at ASCII bytes: no second validation.
+                        # The scan validates every byte as UTF-8 (or Python's codec decodes
+                        # it; `confirm` before use), and cells split only at ASCII bytes: no
+                        # second validation.
                         check_utf8=False,
                     ),
                 )
@@ -391,10 +472,10 @@ class CsvReader:
         """The end-of-file marker record, in the file's encoding, on a line of its own."""
         with self.path.open("rb") as fh:
             bom = fh.read(2)
-            fh.seek(max(0, self.scan.size - 2))
+            fh.seek(max(0, self._size - 2))
             tail = fh.read()
         # Without a BOM of its own: UTF-16 in the byte order the file's BOM set.
-        codec = {"utf-8-sig": "utf-8", "utf-16": "utf-16-le"}.get(self.scan.codec, self.scan.codec)
+        codec = {"utf-8-sig": "utf-8", "utf-16": "utf-16-le"}.get(self._codec, self._codec)
         if codec == "utf-16-le" and bom == codecs.BOM_UTF16_BE:
             codec = "utf-16-be"
         ends_line = any(tail.endswith(c.encode(codec)) for c in "\r\n")
@@ -417,9 +498,9 @@ class CsvReader:
         yield _finish_chunk(cells, self.header, extra)
 
     def progress(self) -> float:
-        if self._fh is None or self._fh.closed or not self.scan.size:
+        if self._fh is None or self._fh.closed or not self._size:
             return 0.0
-        return min(1.0, self._fh.tell() / self.scan.size)
+        return min(1.0, self._fh.tell() / self._size)
 
 
 class _EndMarked(io.RawIOBase):
@@ -729,6 +810,9 @@ class SheetReader:
                     frame[c] = ""
             frame.loc[lo:hi, c0:c1] = self._anchors.get((r0, c0), "")
         return frame
+
+    def confirm(self) -> FileScan:
+        return self.scan
 
     def chunks(self, rows: int) -> Iterator[RawChunk]:
         frame, self._pending = self._pending, pd.DataFrame()
