@@ -147,6 +147,28 @@ def test_duplicate_keys_across_chunks_show_the_key_and_every_partner() -> None:
     assert all("2、5" in m for m in frame["message"])
 
 
+def test_key_hashes_are_equal_exactly_for_equal_keys() -> None:
+    """Keys differing only past a word, in a trailing NUL, in where one field ends and the
+    next begins, or in an Arrow slice's offset hash apart; equal keys hash alike."""
+    from etl.check import _key_hashes
+
+    texts = ["", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghi", "中文" * 9, "𠮷田"]
+    first = pd.Series(texts + ["a", "b", "ab"], dtype="str")
+    second = pd.Series(["x"] * len(texts) + ["bc", "abc", "c"], dtype="str")
+    hashes = _key_hashes(pd.DataFrame({"a": first, "b": second}))
+    assert len(set(hashes.tolist())) == len(hashes)
+    # The same keys again, taken from the middle of a longer Arrow array, hash the same.
+    longer = pd.DataFrame({"a": ["pad", *first], "b": ["pad", *second]}, dtype="str")
+    assert _key_hashes(longer.iloc[1:]).tolist() == hashes.tolist()
+    # 1,000,000 distinct keys of the generator's shapes: no two hash alike.
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    authority = pd.Series([f"11310000{i:010d}" for i in rng.integers(0, 10**10, n)], dtype="str")
+    number = pd.Series([f"沪市监罚〔2026〕{i}号" for i in range(n)], dtype="str")
+    many = _key_hashes(pd.DataFrame({"a": authority, "b": number}))
+    assert len(np.unique(many)) == n
+
+
 @pytest.mark.parametrize("cap", [10**9, 40])
 def test_the_key_index_finds_every_duplicate_however_its_runs_merge(
     cap: int, monkeypatch: pytest.MonkeyPatch
