@@ -153,18 +153,18 @@ class Quality(Protocol):
 PROCESS_FROM_BYTES = 64 * 1024 * 1024
 
 
-def quality_run(contract: Contract, file_size: int, *, loading: bool = False) -> Quality:
+def quality_run(contract: Contract, file_size: int) -> Quality:
     """The quality run of one file of `file_size` bytes, where `CREDITPIPE_QUALITY` says.
 
-    `auto` uses a second process only for a file being checked, not loaded (`loading`): that
-    process is a whole interpreter with pandas and GX (~0.47 GB at its peak), and beside a load,
-    which also stages rows and holds the store's connection, the two passed 1 GB together on a
-    5,000,000-row file (1.08 GB; the same run with GX inline peaks at 0.68 GB at 1,000,000
-    rows). Inline, GX's ~7 s per 1,000,000 rows is the load's own time instead.
+    `auto` uses a second process from `PROCESS_FROM_BYTES` on, for a check and for a load
+    alike. Beside a load it once took a 5,000,000-row run past 1 GB (1.08 GB), so loads ran GX
+    inline; since the run's memory went flat and GX's import lazy (its process ~0.40 GB at its
+    peak), the same run peaks at 0.85 GB with it, and the 1,000,000-row run takes ~63 s instead
+    of ~71 s: GX's ~8 s per 1,000,000 rows (on this machine) leave the load's critical path.
     """
     mode = settings.quality_mode()
     if mode == "auto":
-        mode = "process" if file_size >= PROCESS_FROM_BYTES and not loading else "inline"
+        mode = "process" if file_size >= PROCESS_FROM_BYTES else "inline"
     # A daemonic process (e.g. a multiprocessing pool worker) may not start children.
     if mode == "process" and not multiprocessing.current_process().daemon:
         return QualityProcess(contract)

@@ -350,6 +350,8 @@ class CsvReader:
     before, so they are padded, rejected as E_ROW_SHAPE or stop the file exactly as they did.
     A chunk holds the same records a pandas chunk of `rows` records did: numbered by record (a
     multi-line cell is one row, a blank line counts), the header and the rows above it dropped.
+    A file of `SCAN_BESIDE_BYTES` or more that starts as UTF-8 is read as UTF-8 while its scan
+    runs in a thread; `confirm` says whether the scan agrees.
     """
 
     def __init__(self, path: Path, contract: Contract, scan: FileScan | None = None) -> None:
