@@ -453,8 +453,11 @@ def _read(
     ctx = ChunkContext(contract, reader.header, office, as_of)
     try:
         _stream(path, contract, result, reader, ctx, sink, progress, chunk_rows, checker)
-    except InputFileError:
-        _confirm(reader, result)  # an undecodable file says so first, as when scanned first
+    except Exception:
+        # Whatever went wrong, a file that is not what the read assumed says so first (as
+        # when scanned first): bytes that are not UTF-8 may break a text kernel (ArrowInvalid)
+        # before the scan has spoken. Once confirmed, this returns and the error stands.
+        _confirm(reader, result)
         raise
 
 

@@ -11,16 +11,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from etl import check
 from etl.check import check_file
+from etl.errors import InputFileError
 from etl.generate import generate_file
 from etl.intake import readers
 from tests.conftest import AS_OF
 
 ROWS = 1_200
-CHUNK = 300  # the first chunk ends long before the end of the file
+CHUNK = 1_000  # the first chunk (~480 KB) ends past the first 256 KiB, before the last rows
 
 
 class Sink:
@@ -46,10 +48,10 @@ def utf8(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-def _late(data: bytes, bad: bytes) -> bytes:
-    """`data` with `bad` bytes in a cell of its last line (past the first chunk)."""
-    cut = data.rstrip(b"\n").rfind(b"\n") + 1
-    comma = data.index(b",", cut)
+def _late(data: bytes, bad: bytes, line: int = -1) -> bytes:
+    """`data` with `bad` bytes in a cell of a line (default the last: past the first chunk)."""
+    starts = [0] + [i + 1 for i, byte in enumerate(data.rstrip(b"\n")) if byte == 0x0A]
+    comma = data.index(b",", starts[line])
     return data[:comma] + bad + data[comma:]
 
 
@@ -63,6 +65,8 @@ def _variants(utf8: bytes) -> dict[str, bytes]:
         # UTF-8 up front, a GBK character further down: no codec decodes it all, so the
         # scan's error, not what the read of the first chunks made of it
         "gbk-late": _late(utf8, "违法".encode("gbk")),
+        # the same inside the first chunk, past the first 256 KiB: read before the scan ends
+        "gbk-first-chunk": _late(utf8, "违法".encode("gbk"), line=700),
         "undecodable-late": _late(utf8, b"\xff\xff"),
         "cut-short": utf8 + "中".encode()[:2],
     }
@@ -91,7 +95,16 @@ def _spy_on_open(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize(
     "variant",
-    ["utf-8", "utf-8-bom", "gb18030", "utf-16", "gbk-late", "undecodable-late", "cut-short"],
+    [
+        "utf-8",
+        "utf-8-bom",
+        "gb18030",
+        "utf-16",
+        "gbk-late",
+        "gbk-first-chunk",
+        "undecodable-late",
+        "cut-short",
+    ],
 )
 def test_same_check_as_scanning_first(
     variant: str, utf8: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -169,3 +182,25 @@ def test_the_scan_runs_beside_the_read(
     assert len(first.frame) == CHUNK - 1  # the header is the first record of the first chunk
     release.set()
     assert reader.confirm().encoding == "UTF-8"
+
+
+def test_an_error_before_the_scan_has_spoken_yields_to_it(
+    utf8: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes that are not UTF-8 may break a text kernel in the first chunk before the scan
+    ends: the scan's E_ENCODING is the outcome, as when the scan came first, not a crash."""
+    path = tmp_path / "penalty.csv"
+    path.write_bytes(utf8)
+
+    def undecodable(p: Path) -> readers.FileScan:
+        raise InputFileError("无法识别文件编码", code="E_ENCODING")
+
+    def broken(*args: Any) -> Any:
+        raise pa.ArrowInvalid("Invalid UTF8 payload")
+
+    monkeypatch.setattr(readers, "scan_text_file", undecodable)
+    monkeypatch.setattr(check, "validate_chunk", broken)
+    expected, _ = _checked(path, monkeypatch, beside=False)
+    got, _ = _checked(path, monkeypatch, beside=True)
+    assert got == expected
+    assert [e["code"] for e in got["file_errors"]] == ["E_ENCODING"]
