@@ -78,6 +78,8 @@ def test_auto_uses_a_process_for_large_files_only(monkeypatch: pytest.MonkeyPatc
     contract = load_contract("penalty")
     monkeypatch.delenv("CREDITPIPE_QUALITY", raising=False)
     assert isinstance(quality_run(contract, quality.PROCESS_FROM_BYTES - 1), QualityRun)
+    # A load runs GX in the loading process (memory), whatever the size.
+    assert isinstance(quality_run(contract, 10**12, loading=True), QualityRun)
     large = quality_run(contract, quality.PROCESS_FROM_BYTES)
     try:
         assert isinstance(large, QualityProcess)
@@ -85,12 +87,12 @@ def test_auto_uses_a_process_for_large_files_only(monkeypatch: pytest.MonkeyPatc
         large.close()
     monkeypatch.setenv("CREDITPIPE_QUALITY", "inline")
     assert isinstance(quality_run(contract, 10**12), QualityRun)
-    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")  # asked for: a small file gets one too
-    small = quality_run(contract, 1)
+    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")  # asked for: a load gets one too
+    loading = quality_run(contract, 1, loading=True)
     try:
-        assert isinstance(small, QualityProcess)
+        assert isinstance(loading, QualityProcess)
     finally:
-        small.close()
+        loading.close()
 
 
 def test_unknown_quality_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
