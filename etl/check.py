@@ -9,6 +9,7 @@ Invariant, checked on every file: accepted + distinct rejected rows = rows read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -277,6 +278,7 @@ class _KeyIndex:
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / the golden ratio: spreads a word before mixing
+_LONG_KEY_BYTES = 256
 
 
 def _key_hashes(key: pd.DataFrame) -> np.ndarray:
@@ -307,8 +309,14 @@ def _text_hashes(values: pa.Array) -> np.ndarray:
     words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     starts, lengths = offsets[:-1], np.diff(offsets)
     hashes = _fmix64(lengths.astype(np.uint64) * _MIX)
-    rows = np.arange(len(binary))
-    for word in range(int(lengths.max(initial=0) + 7) // 8):
+    # A step per 8 bytes of the longest value: a stray 2 MB cell would cost seconds a chunk.
+    # Values that long (rare, and rejected as too long anyway) are hashed one by one.
+    long = np.flatnonzero(lengths > _LONG_KEY_BYTES)
+    for i in long:
+        value = padded[starts[i] : starts[i] + lengths[i]].tobytes()
+        hashes[i] = int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little")
+    rows = np.flatnonzero(lengths <= _LONG_KEY_BYTES)
+    for word in range(int(lengths[rows].max(initial=0) + 7) // 8):
         left = lengths[rows] - 8 * word  # bytes still to mix, > 0
         if (left <= 0).any():
             rows, left = rows[left > 0], left[left > 0]
@@ -430,8 +438,11 @@ def _run(
     try:
         try:
             _read(path, contract, result, open_table(path, contract), *args)
+            return
         except ReadAgain as again:  # raised before anything read left the check: start over
-            _read(path, contract, result, open_table(path, contract, again.scan), *args)
+            scan = again.scan
+        # Outside the handler: its traceback would keep the first attempt's chunk alive.
+        _read(path, contract, result, open_table(path, contract, scan), *args)
     finally:
         if checker is not None:
             checker.close()

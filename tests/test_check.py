@@ -153,6 +153,7 @@ def test_key_hashes_are_equal_exactly_for_equal_keys() -> None:
     from etl.check import _key_hashes
 
     texts = ["", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghi", "中文" * 9, "𠮷田"]
+    texts += ["x" * 256, "x" * 257, "x" * 100_000, "x" * 99_999 + "y"]  # over 256 bytes: hashlib
     first = pd.Series(texts + ["a", "b", "ab"], dtype="str")
     second = pd.Series(["x"] * len(texts) + ["bc", "abc", "c"], dtype="str")
     hashes = _key_hashes(pd.DataFrame({"a": first, "b": second}))
@@ -160,6 +161,7 @@ def test_key_hashes_are_equal_exactly_for_equal_keys() -> None:
     # The same keys again, taken from the middle of a longer Arrow array, hash the same.
     longer = pd.DataFrame({"a": ["pad", *first], "b": ["pad", *second]}, dtype="str")
     assert _key_hashes(longer.iloc[1:]).tolist() == hashes.tolist()
+    assert len(set(_key_hashes(pd.DataFrame({"a": ["z" * 300] * 2}, dtype="str")).tolist())) == 1
     # 1,000,000 distinct keys of the generator's shapes: no two hash alike.
     rng = np.random.default_rng(3)
     n = 1_000_000
