@@ -356,9 +356,11 @@ class CsvReader:
 
     def __init__(self, path: Path, contract: Contract, scan: FileScan | None = None) -> None:
         self.path = path
-        self._scan, self._codec, self._size = self._start_scan(path, scan)
+        with path.open("rb") as fh:
+            head = fh.read(_SAMPLE)  # the encoding's first guess and the header search
+        self._scan, self._codec, self._size = self._start_scan(path, scan, head)
         try:
-            found = self._find_header(contract)
+            found = self._find_header(contract, head)
         except InputFileError:
             self.confirm()  # an undecodable file says so first, as when the scan came first
             raise
@@ -375,12 +377,14 @@ class CsvReader:
         self._fh: io.BufferedReader | None = None
 
     @staticmethod
-    def _start_scan(path: Path, scan: FileScan | None) -> tuple[FileScan | _ScanBeside, str, int]:
-        """The scan (or one under way beside the read), the codec to read with, the size."""
+    def _start_scan(
+        path: Path, scan: FileScan | None, head: bytes
+    ) -> tuple[FileScan | _ScanBeside, str, int]:
+        """The scan (or one under way beside the read), the codec to read with, the size;
+        `head` is the file's first `_SAMPLE` bytes."""
         size = path.stat().st_size
         if scan is None and size >= SCAN_BESIDE_BYTES:
-            with path.open("rb") as fh:
-                label = _assumed_utf8(fh.read(_SAMPLE))
+            label = _assumed_utf8(head)
             if label is not None:
                 return _ScanBeside(path), _ENCODINGS[label], size
         scan = scan or scan_text_file(path)
@@ -394,10 +398,9 @@ class CsvReader:
             self._scan = scan
         return self._scan
 
-    def _find_header(self, contract: Contract) -> tuple[str, HeaderMap, int, float]:
-        """Delimiter, header, the usual cell count of a data row and bytes per line (sampled)."""
-        with self.path.open("rb") as fh:
-            head = fh.read(_SAMPLE)
+    def _find_header(self, contract: Contract, head: bytes) -> tuple[str, HeaderMap, int, float]:
+        """Delimiter, header, the usual cell count of a data row and bytes per line, from the
+        file's first `_SAMPLE` bytes."""
         sample = head.decode(self._codec, errors="ignore")
         best: tuple[int, str, HeaderMap, list[list[str]]] | None = None
         first_error: InputFileError | None = None
