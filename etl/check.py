@@ -433,7 +433,7 @@ def _run(
 ) -> None:
     # The quality run starts first: a quality process imports GX while the file is scanned.
     size = path.stat().st_size
-    checker = quality_run(contract, size, loading=sink is not None) if quality else None
+    checker = quality_run(contract, size) if quality else None
     args = (office, as_of, sink, progress, chunk_rows, checker)
     try:
         try:

@@ -6,30 +6,31 @@ drift apart. The row rules (etl.checks) decide acceptance; the suite then checks
 batch as an independent second guard, so a gap in the row rules shows up as a quality warning
 on the receipt instead of bad rows reaching the store.
 
-GX's pandas engine costs about a third of checking a file (and ~2 s of imports), so by default
-it runs in a second process (`QualityProcess`) that receives each accepted batch as Arrow IPC
-while the checking process reads and validates the next chunk: on two cores the guard costs
-little wall time. `CREDITPIPE_QUALITY=inline` runs it in the checking process (`QualityRun`);
-both give the same summary.
+GX's pandas engine costs about a third of checking a file (and ~2 s of imports), so for a large
+file it runs in a second process (`QualityProcess`) that receives each accepted batch as Arrow
+IPC over a pipe while the checking (or loading) process reads and validates the next chunk: on
+two cores the guard costs little wall time. `CREDITPIPE_QUALITY=inline` runs it in the checking
+process (`QualityRun`); both give the same summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import json
 import logging
-import multiprocessing
 import os
-import shutil
+import pickle
+import queue
+import struct
+import subprocess
 import sys
-import tempfile
 import threading
 import traceback
 import types
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -153,24 +154,17 @@ class Quality(Protocol):
 PROCESS_FROM_BYTES = 64 * 1024 * 1024
 
 
-def quality_run(contract: Contract, file_size: int, *, loading: bool = False) -> Quality:
-    """The quality run of one file of `file_size` bytes, where `CREDITPIPE_QUALITY` says.
-
-    `auto` uses a second process only for a file being checked, not loaded (`loading`). Beside
-    a load it would save time (session 7, 1,000,000 rows, interleaved: SQLite run 52.9/55.0 ->
-    48.0/49.4 s, PostgreSQL 71.4 -> 64.4 s) within memory (0.83 GB at 5,000,000 rows), but loads
-    run as Airflow tasks, several at a time: each would park up to ~50 MB of batches in
-    /dev/shm (64 MB in a default container), a task killed with SIGINT skips the cleanup of its
-    folder there, and a spawned child re-imports Airflow (+1.1 s, +52 MB). Until those are
-    handled, GX runs inline during loads (`CREDITPIPE_QUALITY=process` opts in).
+def quality_run(contract: Contract, file_size: int) -> Quality:
+    """The quality run of one file of `file_size` bytes, where `CREDITPIPE_QUALITY` says:
+    `auto` checks a file of `PROCESS_FROM_BYTES` or more in a second process (`QualityProcess`),
+    whether it is only checked or loaded too. Beside a load, the 1,000,000-row SQLite run took
+    38.1 → 34.5 s (medians of three, interleaved with `inline`, session 8), its own process
+    ~150 MB smaller; the quality process (interpreter, GX, a batch) works on the other core.
     """
     mode = settings.quality_mode()
     if mode == "auto":
-        mode = "process" if file_size >= PROCESS_FROM_BYTES and not loading else "inline"
-    # A daemonic process (e.g. a multiprocessing pool worker) may not start children.
-    if mode == "process" and not multiprocessing.current_process().daemon:
-        return QualityProcess(contract)
-    return QualityRun(contract)
+        mode = "process" if file_size >= PROCESS_FROM_BYTES else "inline"
+    return QualityProcess(contract) if mode == "process" else QualityRun(contract)
 
 
 def failed(summary: dict[str, Any]) -> list[str]:
@@ -463,115 +457,160 @@ def _suite_parts(suite: dict[str, Any]) -> list[tuple[tuple[str, ...] | None, di
 
 
 class QualityProcess:
-    """`QualityRun` in a second process, fed each batch as an Arrow IPC file.
+    """`QualityRun` in a second interpreter, fed each accepted chunk over its stdin.
 
-    A chunk is written once to a scratch folder (in /dev/shm where there is one), LZ4-compressed,
-    and the quality process memory-maps it: no copy through a pipe. The process gathers chunks
-    into batches of `QualityRun.BATCH_ROWS`; while it validates one, at most `IN_FLIGHT` more
-    chunks wait, and beyond that `validate` waits for it, so memory stays flat however large
-    the file. Spawned, not forked: the parent has Arrow and database threads, which a fork
-    would copy in an unknown state.
+    The process is `python -c` importing this module only (`_SERVE`): not a multiprocessing
+    child, which re-imports the parent's `__main__` (under Airflow, Airflow itself: +1.1 s and
+    +52 MB per load). Its stdin carries length-prefixed frames (`_frame`): the contract and suite
+    first, then each chunk as an LZ4 Arrow IPC stream, then an empty frame for the end; its
+    stdout carries one frame back, the summary or the error. Nothing is written to disk or to
+    /dev/shm (a default container has 64 MB there, which concurrent loads filled), so nothing
+    is left behind when either side is killed.
 
-    Eight chunks may wait: the checking process is ready for its third chunk ~2 s before the
-    quality process has imported GX, and with two it stood idle that long (1M check ~9.9 →
-    ~8.8 s wall, interleaved). LZ4 makes eight waiting chunks smaller than two were without
-    it (26 MB of /dev/shm at most, was ~40 MB), for ~0.3 s of CPU on each side.
+    `validate` serialises a chunk (LZ4: ~6 MB per 50,000 rows) and queues it; a thread writes
+    the queue to the pipe, so the checking process never waits on a busy quality process
+    until `IN_FLIGHT` chunks wait. Eight may: the checking process is ready for its third chunk
+    ~2 s before the quality process has imported GX, and with two it stood idle that long (1M
+    check ~9.9 → ~8.8 s wall, interleaved, session 6). The process runs in a session of its
+    own (a Ctrl-C in the terminal, or the SIGINT Airflow sends a task, reaches the checking
+    process only, which then ends it quietly) and ends when its stdin closes, whatever ended
+    the checking process.
     """
 
     IN_FLIGHT = 8
 
     def __init__(self, contract: Contract, batch_rows: int | None = None) -> None:
         suite = load_suite(contract)  # a broken suite file is reported here, by the caller
-        shm = Path("/dev/shm")
-        scratch = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        self._folder = Path(tempfile.mkdtemp(prefix="creditpipe-quality-", dir=scratch))
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve,
-            args=(contract, suite, batch_rows, child),
-            name=f"creditpipe-quality-{contract.dataset}",
-            daemon=True,  # never outlives the check, even when it is killed
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _SERVE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+            start_new_session=True,
         )
-        self._process.start()
-        child.close()
-        self._sent = self._done = 0
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.IN_FLIGHT)
+        self._broken: BaseException | None = None  # why the writer stopped early
+        self._writer = threading.Thread(
+            target=self._write, name=f"creditpipe-quality-{contract.dataset}", daemon=True
+        )
+        self._writer.start()
+        self._put(pickle.dumps((contract, suite, batch_rows)))
         self._summary: dict[str, Any] | None = None
 
     def validate(self, frame: pd.DataFrame) -> None:
-        """Hand one accepted batch to the quality process (waits while it is busy)."""
+        """Hand one accepted chunk to the quality process (waits while `IN_FLIGHT` wait)."""
         if frame.empty:
             return
-        while self._sent - self._done >= self.IN_FLIGHT:
-            self._receive("done")
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        path = self._folder / f"{self._sent:06d}.arrow"
-        with (
-            pa.OSFile(str(path), "wb") as sink,
-            pa.ipc.new_file(sink, table.schema, options=_IPC_OPTIONS) as out,
-        ):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as out:
             out.write_table(table)
-        self._send(("batch", str(path)))
-        self._sent += 1
+        self._put(sink.getvalue().to_pybytes())
 
     def summary(self) -> dict[str, Any]:
-        """Ends the process after the last batch and returns its summary (once computed, kept)."""
+        """Ends the process after the last chunk and returns its summary (once computed, kept)."""
         if self._summary is None:
             try:
-                while self._done < self._sent:
-                    self._receive("done")
-                self._send(("end", None))
-                self._summary = self._receive("ok")
+                self._put(None)
+                self._writer.join()
+                if self._broken is not None:
+                    raise self._failure()
+                status, payload = self._answer()
+                if status == "error":
+                    raise QualityError(payload)
+                self._summary = payload
             finally:
                 self.close()
         return self._summary
 
     def close(self) -> None:
-        """Stops the process and removes its scratch folder (after `summary`, or early)."""
-        self._conn.close()
-        if self._summary is not None:
-            # Its work is done and sent: ending it now spares the check ~0.8 s of waiting for
-            # its interpreter (and GX's modules) to tear down.
-            self._process.terminate()
-        self._process.join(timeout=10)
-        if self._process.is_alive():
+        """Stops the process (after `summary`, or early) and the writer; idempotent."""
+        if self._process.poll() is None and self._summary is None:
+            self._process.terminate()  # given up early: no need to hear the rest
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # a writer waiting for work stops
+        self._writer.join()  # a writer in a write stops: the process is gone or has ended
+        for stream in (self._stdin, self._stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
-        shutil.rmtree(self._folder, ignore_errors=True)
+            self._process.wait()
 
-    def _send(self, message: tuple[str, str | None]) -> None:
-        try:
-            self._conn.send(message)
-        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-            raise self._failure() from None
+    def _put(self, payload: bytes | None) -> None:
+        """Queue a frame for the writer, waiting while the queue is full; raises the quality
+        process's error once the writer could not deliver."""
+        while True:
+            if self._broken is not None:
+                raise self._failure()
+            try:
+                self._queue.put(payload, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
-    def _receive(self, expected: str) -> Any:
+    def _write(self) -> None:
+        """The writer thread: the queue's frames to the pipe, until the end or a broken pipe."""
         try:
-            status, payload = self._conn.recv()
-        except (EOFError, ConnectionResetError, OSError):
-            raise self._failure() from None
-        if status == "done":
-            self._done += 1
-        if status == "error":
-            raise QualityError(payload)
-        if status != expected and status != "done":
-            raise QualityError(f"数据质量检查进程的应答不符：{status}")
-        return payload
+            while (payload := self._queue.get()) is not None:
+                _write_frame(self._stdin, payload)
+            _write_frame(self._stdin, b"")
+            self._stdin.close()  # the quality process sees the end of its input
+        except (OSError, ValueError) as exc:  # the process is gone, or close() closed the pipe
+            self._broken = exc
+
+    def _answer(self) -> tuple[str, Any]:
+        frame = _read_frame(self._stdout)
+        if not frame:
+            raise self._failure()
+        answer: tuple[str, Any] = pickle.loads(frame)
+        return answer
 
     def _failure(self) -> QualityError:
         """The error the quality process reported before it went away, else its exit code."""
-        try:
-            while self._conn.poll(5):
-                status, payload = self._conn.recv()
+        with contextlib.suppress(OSError, ValueError, pickle.UnpicklingError, EOFError):
+            frame = _read_frame(self._stdout)
+            if frame:
+                status, payload = pickle.loads(frame)
                 if status == "error":
                     return QualityError(payload)
-        except (EOFError, OSError):
-            pass
-        self._process.join(timeout=5)
-        return QualityError(f"数据质量检查进程意外退出（退出码 {self._process.exitcode}）")
+        code = self._process.wait()
+        return QualityError(f"数据质量检查进程意外退出（退出码 {code}）")
 
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # see QualityProcess
+_LENGTH = struct.Struct("<Q")  # a frame: its length, then its bytes (length 0: the end)
+_SERVE = "from etl.quality import _serve; _serve()"
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_LENGTH.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes]) -> bytes:
+    """The next frame's bytes; b"" for the end frame or when the other side has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return b""
+    (length,) = _LENGTH.unpack(head)
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise EOFError("数据质量检查的数据不完整")
+    return payload
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the quality process: this one, with `etl`'s folder importable first
+    (the checking process may have found it through a path the environment does not name)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = [root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def _decimal_dtype(kind: pa.DataType) -> Any:
@@ -583,41 +622,45 @@ class QualityError(RuntimeError):
     """The quality process failed: an internal error, never the file's fault."""
 
 
-def _serve(
-    contract: Contract, suite: dict[str, Any], batch_rows: int | None, conn: Connection
-) -> None:
-    """The quality process: take each chunk file (mapped, then unlinked: the mapping lives on
-    with the rows) until told to end, then send the summary."""
+def _serve() -> None:
+    """The quality process (`QualityProcess`): read the set-up frame and each chunk from stdin
+    until the end frame, then write the summary, or the error, to stdout, and leave."""
+    source = sys.stdin.buffer
+    # The answer goes through a copy of stdout; stdout itself becomes stderr, so that nothing
+    # printed on the way (a library's message) can garble a frame.
+    answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     try:
         # GX draws its progress bars with tqdm, whose default lock is a semaphore shared across
         # processes (registered with multiprocessing's resource tracker); this process has no
-        # children, and is ended without teardown once its summary is sent (`close`), so
-        # tqdm gets a lock of this process only: nothing is left for the tracker to report.
+        # children, and leaves without teardown, so tqdm gets a lock of this process only:
+        # nothing is left for the tracker to report.
         try:
             import tqdm
         except ImportError:  # a GX without progress bars
             pass
         else:
             tqdm.tqdm.set_lock(threading.RLock())
+        contract, suite, batch_rows = pickle.loads(_read_frame(source))
         run = QualityRun(contract, suite, batch_rows)
         # GX's imports (~2 s) now, while the checking process scans and reads its first
         # chunks, not when the first batch is full and the checking process waits on it.
         run.prepare()
-        while (message := conn.recv())[0] == "batch":
-            path = message[1]
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_file(source).read_all()
+        while chunk := _read_frame(source):
+            table = pa.ipc.open_stream(pa.py_buffer(chunk)).read_all()
+            del chunk
             run.validate(table.to_pandas(types_mapper=_decimal_dtype))
             del table
-            os.unlink(path)
-            conn.send(("done", None))
-        conn.send(("ok", run.summary()))
-    except EOFError:  # the checking process went away: nobody to report to
-        return
-    except Exception as exc:  # noqa: BLE001 -- reported to the parent, which raises it
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-    finally:
-        conn.close()
+        result: tuple[str, Any] = ("ok", run.summary())
+    except EOFError:  # the checking process went away mid-frame: nobody to report to
+        os._exit(0)
+    except Exception as exc:  # noqa: BLE001 -- reported to the checking process, which raises it
+        result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    with contextlib.suppress(OSError):  # BrokenPipeError: the checking process has gone
+        _write_frame(answer, pickle.dumps(result))
+    # Without tearing down GX's thousands of modules (~0.8 s the checking process would wait).
+    os._exit(0)
 
 
 def _short_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

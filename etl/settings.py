@@ -80,8 +80,8 @@ QUALITY_MODES = ("auto", "process", "inline")
 def quality_mode() -> str:
     """Where Great Expectations checks the accepted batches (CREDITPIPE_QUALITY): `process`, a
     second process beside the row rules, `inline`, in the checking process, or `auto` (the
-    default): a second process for files large enough to repay starting one that are checked,
-    not loaded (`etl.quality.quality_run`)."""
+    default): a second process for files large enough to repay starting one, checked or loaded
+    (`etl.quality.quality_run`)."""
     value = os.environ.get("CREDITPIPE_QUALITY", "").strip().lower() or "auto"
     if value not in QUALITY_MODES:
         raise ConfigError(f"CREDITPIPE_QUALITY={value!r}：可选值为 {'、'.join(QUALITY_MODES)}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +68,7 @@ def test_check_file_gives_the_same_result_in_either_mode(
 def test_a_dead_quality_process_is_an_error_not_a_hang() -> None:
     process = QualityProcess(load_contract("penalty"))
     process._process.kill()
-    process._process.join()
+    process._process.wait()
     with pytest.raises(QualityError, match="意外退出"):
         for _ in range(50):  # the pipe may take a batch or two before it reports the broken end
             process.validate(_bad_batch())
@@ -74,12 +76,23 @@ def test_a_dead_quality_process_is_an_error_not_a_hang() -> None:
     process.close()
 
 
+def test_an_error_in_the_quality_process_is_raised_with_its_message() -> None:
+    contract = load_contract("penalty")
+    # Amounts that are not numbers never reach GX in a check: here they break the process.
+    frame = pd.DataFrame({f.name: pd.Series(["x", "y"], dtype="str") for f in contract.fields})
+    process = QualityProcess(contract, batch_rows=2)
+    with pytest.raises(QualityError, match="ArrowInvalid"):
+        for _ in range(50):  # reported by the first frame sent after the process has failed
+            process.validate(frame)
+        process.summary()
+    process.close()
+    assert process._process.returncode == 0  # it reported, then left
+
+
 def test_auto_uses_a_process_for_large_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
     contract = load_contract("penalty")
     monkeypatch.delenv("CREDITPIPE_QUALITY", raising=False)
     assert isinstance(quality_run(contract, quality.PROCESS_FROM_BYTES - 1), QualityRun)
-    # A load runs GX in the loading process (memory), whatever the size.
-    assert isinstance(quality_run(contract, 10**12, loading=True), QualityRun)
     large = quality_run(contract, quality.PROCESS_FROM_BYTES)
     try:
         assert isinstance(large, QualityProcess)
@@ -87,12 +100,100 @@ def test_auto_uses_a_process_for_large_files_only(monkeypatch: pytest.MonkeyPatc
         large.close()
     monkeypatch.setenv("CREDITPIPE_QUALITY", "inline")
     assert isinstance(quality_run(contract, 10**12), QualityRun)
-    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")  # asked for: a load gets one too
-    loading = quality_run(contract, 1, loading=True)
+    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")
+    small = quality_run(contract, 1)
     try:
-        assert isinstance(loading, QualityProcess)
+        assert isinstance(small, QualityProcess)
     finally:
-        loading.close()
+        small.close()
+
+
+# A checking process, as a script: its own __main__ module, a quality process, then `END`.
+_PARENT = """
+import os, signal, sys, time
+from pathlib import Path
+import pandas as pd
+from etl.contracts import load_contract
+from etl.quality import QualityProcess
+
+with Path(sys.argv[1]).open("a") as marks:
+    marks.write("main\\n")  # once per run of this module as __main__
+if __name__ == "__main__":
+    contract = load_contract("penalty")
+    frame = pd.DataFrame({f.name: pd.Series(["x"] * 1000, dtype="str") for f in contract.fields})
+    for field in contract.fields:
+        if field.type == "amount":  # numbers, as a check hands them over
+            frame[field.name] = 1.0
+    process = QualityProcess(contract)
+    print(process._process.pid, flush=True)
+    END = sys.argv[2]
+    if END == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        while END == "interrupt":
+            process.validate(frame)
+        print(process.summary()["rows"], flush=True)
+    finally:
+        process.close()
+"""
+
+
+def _parent(tmp_path: Path, end: str) -> subprocess.Popen[str]:
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT, encoding="utf-8")
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "marks"), end],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _gone(pid: int, within: float = 60) -> bool:
+    """Whether process `pid` has ended (a zombie nobody reaped has) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_quality_process_does_not_run_the_checking_process_main(tmp_path: Path) -> None:
+    """A multiprocessing child would import the parent's __main__ again: under Airflow, all of
+    Airflow (+1.1 s, +52 MB a load)."""
+    parent = _parent(tmp_path, "summary")
+    out, err = parent.communicate(timeout=120)
+    assert parent.returncode == 0, err
+    assert out.split()[1] == "0"  # a summary came back: no rows were sent
+    assert (tmp_path / "marks").read_text() == "main\n"
+    assert err == ""
+
+
+def test_the_quality_process_ends_when_the_checking_process_is_killed(tmp_path: Path) -> None:
+    parent = _parent(tmp_path, "kill")
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    parent.wait(timeout=60)
+    assert parent.returncode == -signal.SIGKILL
+    assert _gone(pid), "the quality process outlived the checking process"
+
+
+def test_an_interrupted_check_ends_its_quality_process_quietly(tmp_path: Path) -> None:
+    """Ctrl-C (the process group) or Airflow's SIGINT reaches the checking process only; it
+    ends the quality process, and only its own KeyboardInterrupt is reported."""
+    parent = _parent(tmp_path, "interrupt")
+    assert parent.stdout is not None and parent.stderr is not None
+    pid = int(parent.stdout.readline())
+    assert os.getpgid(pid) != parent.pid  # a signal to the check's group misses it
+    time.sleep(3)  # GX imported, batches flowing
+    os.killpg(parent.pid, signal.SIGINT)
+    _, err = parent.communicate(timeout=60)
+    assert _gone(pid)
+    assert "KeyboardInterrupt" in err
+    assert err.count("Traceback") == 1 and "BrokenPipe" not in err, err
 
 
 def test_unknown_quality_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
