@@ -387,8 +387,16 @@ class FileLoad:
             )
         )
         counts = self._counts()
-        stage.drop(conn)
-        plan.drop(conn)
+        if conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "", ":memory:"):
+            # DROP frees a temporary table page by page, reading each back: 1.5 s of a
+            # 1,000,000-row load. Closing the connection discards the whole temporary database
+            # at once (~0.1 s), so it leaves the pool and is closed when the caller's
+            # transaction ends; the next load opens another (a few PRAGMAs). An in-memory
+            # store lives only as long as its connection: there the tables are dropped.
+            conn.detach()
+        else:
+            stage.drop(conn)
+            plan.drop(conn)
         return counts
 
     def _reject_transitions(self, versions: sa.Table) -> None:
