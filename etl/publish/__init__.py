@@ -14,6 +14,7 @@ uploaded under the dated prefix, `manifest.json` last, and the `LATEST` object a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -139,15 +140,18 @@ def _publish_one(
         }
         titles = {c.name: c.title for c in ext.public}
         try:
-            for public_rows, restricted_rows in ext.chunks:
-                # The restricted twin first: the public rows share most of its columns (all
-                # but the masked and redacted ones), which its snapshot has already converted.
-                shared = None
-                if len(restricted_rows):
-                    shared = snapshots[RESTRICTED].write(restricted_rows)
-                if len(public_rows):
-                    safe = redact_personal_ids(public_rows, day, titles)
-                    snapshots[PUBLIC].write(safe, like=shared)
+            # Closed after a failure too: that stops the store's read-ahead thread at once.
+            with contextlib.closing(ext.chunks) as chunks:
+                for public_rows, restricted_rows in chunks:
+                    # The restricted twin first: the public rows share most of its columns (all
+                    # but the masked and redacted ones), which its snapshot has already
+                    # converted.
+                    shared = None
+                    if len(restricted_rows):
+                        shared = snapshots[RESTRICTED].write(restricted_rows)
+                    if len(public_rows):
+                        safe = redact_personal_ids(public_rows, day, titles)
+                        snapshots[PUBLIC].write(safe, like=shared)
             written = []
             for audience, root in roots.items():
                 delta = snapshots[audience].close()

@@ -15,7 +15,7 @@ PostgreSQL produce identical files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date
 
@@ -64,7 +64,8 @@ class Extract:
     key: list[str]
     public: list[Column]
     restricted: list[Column]
-    chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]]
+    # A generator: a failed publication closes it, which stops the store's read-ahead thread.
+    chunks: Generator[tuple[pd.DataFrame, pd.DataFrame], None, None]
 
 
 def extract(
@@ -94,7 +95,7 @@ def _records(
     published = [c.name for c in restricted]
     windowed = dataset == profile.dataset  # the publicity windows apply to penalties
 
-    def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    def chunks() -> Generator[tuple[pd.DataFrame, pd.DataFrame], None, None]:
         # Only the contract's fields are read: the store's bookkeeping columns (id, version,
         # validity timestamps, source row) are never published, and formatting them in the
         # database and turning the timestamps into Python objects cost a fifth of the read.
@@ -197,7 +198,7 @@ def _flags(
         .where(~personal, mask_values(public["subject_id"], profile.masking))
     )
 
-    def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    def chunks() -> Generator[tuple[pd.DataFrame, pd.DataFrame], None, None]:
         yield public, frame
 
     return Extract(

@@ -4,6 +4,7 @@ reproducibility, and SQLite = PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+import etl.publish as publishing
 from etl.flags import evaluate_flags
 from etl.flags.registry import decide, list_flags
 from etl.publish import publish, writer
@@ -184,6 +186,22 @@ def test_a_crash_before_the_rename_leaves_no_partial_folder(
     assert done.result == "published" and done.rows == 1
     assert not list(root.glob(".tmp-*")) and not list(root.glob(".old-*"))
     assert (root / "LATEST").read_text().strip() == "2026-11-21"
+
+
+def test_a_failed_chunk_stops_the_store_read_at_once(engine, drop, run, monkeypatch) -> None:
+    """The store's read-ahead thread ends with the publication that fails, not whenever the
+    garbage collector gets to the read (the traceback keeps it alive meanwhile)."""
+    rows = [org_row(_no(i), 处罚决定日期="2026-05-01", **STANDARD) for i in range(1, 21)]
+    _load(drop, run, rows, "a.csv", date(2026, 11, 21))
+
+    def fails(*args: object) -> object:
+        raise RuntimeError("this chunk could not be prepared")
+
+    monkeypatch.setattr(publishing, "redact_personal_ids", fails)
+    with pytest.raises(RuntimeError, match="could not be prepared") as failure:
+        publish(engine, date(2026, 11, 21), datasets=("penalty",), chunk_rows=3)
+    reading = [t for t in threading.enumerate() if t.name == "creditpipe-read-ahead"]
+    assert not reading and failure.value is not None
 
 
 def test_sqlite_and_postgresql_publish_identical_files(tmp_path, monkeypatch) -> None:
