@@ -42,6 +42,7 @@ from etl.contracts import Contract
 from etl.errors import ConfigError
 
 GENERATOR = "creditpipe expectations generate"
+log = logging.getLogger(__name__)
 
 
 def build_suite(contract: Contract) -> dict[str, Any]:
@@ -164,7 +165,12 @@ def quality_run(contract: Contract, file_size: int) -> Quality:
     mode = settings.quality_mode()
     if mode == "auto":
         mode = "process" if file_size >= PROCESS_FROM_BYTES else "inline"
-    return QualityProcess(contract) if mode == "process" else QualityRun(contract)
+    if mode == "process":
+        try:
+            return QualityProcess(contract)
+        except OSError as exc:  # no interpreter to start (a frozen or odd launcher)
+            log.warning("数据质量检查进程无法启动（%s），改在本进程内检查", exc)
+    return QualityRun(contract)
 
 
 def failed(summary: dict[str, Any]) -> list[str]:
@@ -459,39 +465,40 @@ def _suite_parts(suite: dict[str, Any]) -> list[tuple[tuple[str, ...] | None, di
 class QualityProcess:
     """`QualityRun` in a second interpreter, fed each accepted chunk over its stdin.
 
-    The process is `python -c` importing this module only (`_SERVE`): not a multiprocessing
-    child, which re-imports the parent's `__main__` (under Airflow, Airflow itself: +1.1 s and
-    +52 MB per load). Its stdin carries length-prefixed frames (`_frame`): the contract and suite
-    first, then each chunk as an LZ4 Arrow IPC stream, then an empty frame for the end; its
-    stdout carries one frame back, the summary or the error. Nothing is written to disk or to
-    /dev/shm (a default container has 64 MB there, which concurrent loads filled), so nothing
-    is left behind when either side is killed.
+    The process is `python -P -c` importing this module only (`_serve_command`): not a
+    multiprocessing child, which re-imports the parent's `__main__` (under Airflow, Airflow
+    itself: +1.1 s and +52 MB per load). Its stdin carries frames (`_write_frame`): the contract
+    and suite first, then each chunk as an LZ4 Arrow IPC stream, then an empty frame for the
+    end; its stdout carries one frame back, the summary or the error. Nothing is written to disk
+    or to /dev/shm (a default container has 64 MB there, which concurrent loads filled), so
+    nothing is left behind when either side is killed.
 
     `validate` serialises a chunk (LZ4: ~6 MB per 50,000 rows) and queues it; a thread writes
     the queue to the pipe, so the checking process never waits on a busy quality process
     until `IN_FLIGHT` chunks wait. Eight may: the checking process is ready for its third chunk
     ~2 s before the quality process has imported GX, and with two it stood idle that long (1M
-    check ~9.9 → ~8.8 s wall, interleaved, session 6). The process runs in a session of its
-    own (a Ctrl-C in the terminal, or the SIGINT Airflow sends a task, reaches the checking
-    process only, which then ends it quietly) and ends when its stdin closes, whatever ended
-    the checking process.
+    check ~9.9 → ~8.8 s wall, interleaved, session 6).
+
+    Ending: the process runs in a session of its own, so a Ctrl-C in a terminal reaches only
+    the checking process, whose `close` then ends it quietly. Whatever else ends the checking
+    process (SIGKILL; Airflow's supervisor, which resets a task's SIGINT to its default and so
+    kills it at once), the quality process sees the end of its input and leaves, unheard.
     """
 
     IN_FLIGHT = 8
+    STOP_SECONDS = 10.0  # `close`: how long the writer and the process get before a kill
 
     def __init__(self, contract: Contract, batch_rows: int | None = None) -> None:
         suite = load_suite(contract)  # a broken suite file is reported here, by the caller
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_child_env(),
-            start_new_session=True,
+            _serve_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self.IN_FLIGHT)
+        self._queue: queue.Queue[bytes | pa.Buffer | None] = queue.Queue(self.IN_FLIGHT)
+        self._stop = threading.Event()
         self._broken: BaseException | None = None  # why the writer stopped early
+        self._error: QualityError | None = None  # the failure, once known
         self._writer = threading.Thread(
             target=self._write, name=f"creditpipe-quality-{contract.dataset}", daemon=True
         )
@@ -507,7 +514,7 @@ class QualityProcess:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as out:
             out.write_table(table)
-        self._put(sink.getvalue().to_pybytes())
+        self._put(sink.getvalue())
 
     def summary(self) -> dict[str, Any]:
         """Ends the process after the last chunk and returns its summary (once computed, kept)."""
@@ -519,7 +526,8 @@ class QualityProcess:
                     raise self._failure()
                 status, payload = self._answer()
                 if status == "error":
-                    raise QualityError(payload)
+                    self._error = QualityError(payload)
+                    raise self._error
                 self._summary = payload
             finally:
                 self.close()
@@ -527,25 +535,27 @@ class QualityProcess:
 
     def close(self) -> None:
         """Stops the process (after `summary`, or early) and the writer; idempotent."""
+        self._stop.set()
         if self._process.poll() is None and self._summary is None:
             self._process.terminate()  # given up early: no need to hear the rest
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)  # a writer waiting for work stops
-        self._writer.join()  # a writer in a write stops: the process is gone or has ended
+        self._writer.join(self.STOP_SECONDS)
+        if self._writer.is_alive():  # blocked on a pipe the process does not read
+            self._process.kill()
+            self._writer.join()
         for stream in (self._stdin, self._stdout):
             with contextlib.suppress(OSError):
                 stream.close()
         try:
-            self._process.wait(timeout=10)
+            self._process.wait(timeout=self.STOP_SECONDS)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
 
-    def _put(self, payload: bytes | None) -> None:
+    def _put(self, payload: bytes | pa.Buffer | None) -> None:
         """Queue a frame for the writer, waiting while the queue is full; raises the quality
         process's error once the writer could not deliver."""
         while True:
-            if self._broken is not None:
+            if self._broken is not None or self._error is not None:
                 raise self._failure()
             try:
                 self._queue.put(payload, timeout=0.5)
@@ -554,63 +564,95 @@ class QualityProcess:
                 continue
 
     def _write(self) -> None:
-        """The writer thread: the queue's frames to the pipe, until the end or a broken pipe."""
+        """The writer thread: the queue's frames to the pipe, until the end, a broken pipe, or
+        `close`."""
         try:
-            while (payload := self._queue.get()) is not None:
+            while not self._stop.is_set():
+                try:
+                    payload = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if payload is None:
+                    _write_frame(self._stdin, b"")
+                    self._stdin.close()  # the quality process sees the end of its input
+                    return
                 _write_frame(self._stdin, payload)
-            _write_frame(self._stdin, b"")
-            self._stdin.close()  # the quality process sees the end of its input
         except (OSError, ValueError) as exc:  # the process is gone, or close() closed the pipe
             self._broken = exc
 
     def _answer(self) -> tuple[str, Any]:
-        frame = _read_frame(self._stdout)
-        if not frame:
-            raise self._failure()
-        answer: tuple[str, Any] = pickle.loads(frame)
+        try:
+            frame = _read_frame(self._stdout)
+            if frame is None:
+                raise self._failure()
+            answer: tuple[str, Any] = pickle.loads(frame)
+        except (_BadFrame, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            self._error = QualityError(f"数据质量检查进程的应答无法识别：{exc}")
+            raise self._error from None
         return answer
 
     def _failure(self) -> QualityError:
-        """The error the quality process reported before it went away, else its exit code."""
-        with contextlib.suppress(OSError, ValueError, pickle.UnpicklingError, EOFError):
-            frame = _read_frame(self._stdout)
-            if frame:
-                status, payload = pickle.loads(frame)
-                if status == "error":
-                    return QualityError(payload)
-        code = self._process.wait()
-        return QualityError(f"数据质量检查进程意外退出（退出码 {code}）")
+        """The error the quality process reported before it went away, else its exit code;
+        the same error every time it is asked for."""
+        if self._error is None:
+            with contextlib.suppress(OSError, ValueError, pickle.UnpicklingError, EOFError):
+                frame = _read_frame(self._stdout)
+                if frame:
+                    status, payload = pickle.loads(frame)
+                    if status == "error":
+                        self._error = QualityError(payload)
+            if self._error is None:
+                code = self._process.wait()
+                self._error = QualityError(f"数据质量检查进程意外退出（退出码 {code}）")
+        return self._error
 
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # see QualityProcess
-_LENGTH = struct.Struct("<Q")  # a frame: its length, then its bytes (length 0: the end)
-_SERVE = "from etl.quality import _serve; _serve()"
+# A frame: a mark, its length, then its bytes (length 0: the end of the input). The mark makes
+# anything else on the pipe an error, never a length to trust.
+_HEAD = struct.Struct("<4sQ")
+_MARK = b"CPQ1"
 
 
-def _write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)))
+class _BadFrame(Exception):
+    """The pipe carried something other than a whole frame."""
+
+
+def _write_frame(stream: IO[bytes], payload: bytes | pa.Buffer) -> None:
+    stream.write(_HEAD.pack(_MARK, len(payload)))
     stream.write(payload)
     stream.flush()
 
 
-def _read_frame(stream: IO[bytes]) -> bytes:
-    """The next frame's bytes; b"" for the end frame or when the other side has gone."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return b""
-    (length,) = _LENGTH.unpack(head)
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next frame's bytes (b"" for the end frame); None when the other side has gone."""
+    head = stream.read(_HEAD.size)
+    if not head:
+        return None
+    if len(head) < _HEAD.size:
+        raise _BadFrame("帧头不完整")
+    mark, length = _HEAD.unpack(head)
+    if mark != _MARK:
+        raise _BadFrame(f"帧头 {head!r} 不是本程序的")
     payload = stream.read(length)
     if len(payload) < length:
-        raise EOFError("数据质量检查的数据不完整")
+        raise _BadFrame("帧不完整")
     return payload
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of the quality process: this one, with `etl`'s folder importable first
-    (the checking process may have found it through a path the environment does not name)."""
+def _serve_command() -> list[str]:
+    """The quality process's command line: this interpreter with its flags (as multiprocessing
+    passes them), `-P` so that the working directory cannot shadow a module, and code that
+    moves stdout aside before any import can print to it, then imports this very checkout's
+    `etl` (the checking process may have found it through a path its environment lacks)."""
     root = str(Path(__file__).resolve().parent.parent)
-    paths = [root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    code = (
+        "import os, sys; answer = os.dup(1); os.dup2(2, 1); "
+        f"sys.path.insert(0, {root!r}); from etl.quality import _serve; _serve(answer)"
+    )
+    # subprocess's own helper, which multiprocessing and the test suite of CPython use too.
+    flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return [sys.executable, *flags, "-P", "-c", code]
 
 
 def _decimal_dtype(kind: pa.DataType) -> Any:
@@ -622,15 +664,12 @@ class QualityError(RuntimeError):
     """The quality process failed: an internal error, never the file's fault."""
 
 
-def _serve() -> None:
+def _serve(answer_fd: int) -> None:
     """The quality process (`QualityProcess`): read the set-up frame and each chunk from stdin
-    until the end frame, then write the summary, or the error, to stdout, and leave."""
-    source = sys.stdin.buffer
-    # The answer goes through a copy of stdout; stdout itself becomes stderr, so that nothing
-    # printed on the way (a library's message) can garble a frame.
-    answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
+    until the end frame, then write the summary, or the error, to `answer_fd` (stdout's own
+    descriptor: stdout itself was pointed at stderr, so that nothing printed on the way can
+    garble a frame), and leave."""
+    source, answer = sys.stdin.buffer, os.fdopen(answer_fd, "wb")
     try:
         # GX draws its progress bars with tqdm, whose default lock is a semaphore shared across
         # processes (registered with multiprocessing's resource tracker); this process has no
@@ -642,7 +681,10 @@ def _serve() -> None:
             pass
         else:
             tqdm.tqdm.set_lock(threading.RLock())
-        contract, suite, batch_rows = pickle.loads(_read_frame(source))
+        setup = _read_frame(source)
+        if setup is None:  # the checking process went away: nobody to report to
+            os._exit(0)
+        contract, suite, batch_rows = pickle.loads(setup)
         run = QualityRun(contract, suite, batch_rows)
         # GX's imports (~2 s) now, while the checking process scans and reads its first
         # chunks, not when the first batch is full and the checking process waits on it.
@@ -652,11 +694,15 @@ def _serve() -> None:
             del chunk
             run.validate(table.to_pandas(types_mapper=_decimal_dtype))
             del table
+        if chunk is None:  # no end frame: the checking process went away, unheard
+            os._exit(0)
         result: tuple[str, Any] = ("ok", run.summary())
-    except EOFError:  # the checking process went away mid-frame: nobody to report to
-        os._exit(0)
     except Exception as exc:  # noqa: BLE001 -- reported to the checking process, which raises it
         result = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    # No more reading: a checking process still writing gets a broken pipe and reads this
+    # answer, instead of both waiting on full pipes (an error message can exceed one).
+    with contextlib.suppress(OSError):
+        os.close(0)
     with contextlib.suppress(OSError):  # BrokenPipeError: the checking process has gone
         _write_frame(answer, pickle.dumps(result))
     # Without tearing down GX's thousands of modules (~0.8 s the checking process would wait).

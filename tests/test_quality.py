@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +17,22 @@ import pytest
 
 from etl import quality
 from etl.check import check_file
-from etl.contracts import load_contract
+from etl.contracts import Contract, load_contract
 from etl.errors import ConfigError
 from etl.generate import generate_file
 from etl.offices import load_offices
 from etl.quality import QualityError, QualityProcess, QualityRun, quality_run
 
 AS_OF = pd.Timestamp("2026-11-21").date()
+
+
+@pytest.fixture(autouse=True)
+def _no_hang() -> Iterator[None]:
+    """A hang (two processes waiting on each other's pipes) fails with every thread's stack
+    instead of blocking the suite."""
+    faulthandler.dump_traceback_later(180, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _bad_batch() -> pd.DataFrame:
@@ -76,17 +87,59 @@ def test_a_dead_quality_process_is_an_error_not_a_hang() -> None:
     process.close()
 
 
+def _not_numbers(contract: Contract, value: str = "y") -> pd.DataFrame:
+    """Amounts that are not numbers: never handed over by a check, they break the process."""
+    return pd.DataFrame({f.name: pd.Series(["x", value], dtype="str") for f in contract.fields})
+
+
 def test_an_error_in_the_quality_process_is_raised_with_its_message() -> None:
     contract = load_contract("penalty")
-    # Amounts that are not numbers never reach GX in a check: here they break the process.
-    frame = pd.DataFrame({f.name: pd.Series(["x", "y"], dtype="str") for f in contract.fields})
     process = QualityProcess(contract, batch_rows=2)
-    with pytest.raises(QualityError, match="ArrowInvalid"):
+    with pytest.raises(QualityError, match="ArrowInvalid") as first:
         for _ in range(50):  # reported by the first frame sent after the process has failed
-            process.validate(frame)
+            process.validate(_not_numbers(contract))
         process.summary()
+    with pytest.raises(QualityError) as again:  # asked again: the same error, not an exit code
+        process.summary()
+    assert str(again.value) == str(first.value)
     process.close()
     assert process._process.returncode == 0  # it reported, then left
+
+
+def test_an_error_longer_than_a_pipe_is_reported_not_a_hang() -> None:
+    """The process stops reading before it answers: a checking process blocked on a full
+    stdin pipe would otherwise wait for ever on a process blocked on a full stdout pipe."""
+    contract = load_contract("penalty")
+    process = QualityProcess(contract, batch_rows=2)
+    huge = "9" * 50_000 + "x"  # the message quotes it, twice: far over a 64 KiB pipe
+    with pytest.raises(QualityError, match="ArrowInvalid"):
+        for _ in range(200):
+            process.validate(_not_numbers(contract, huge))
+        process.summary()
+    process.close()
+
+
+def test_close_ends_a_process_that_ignores_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that ignores SIGTERM (inherited) and reads nothing (importing GX) is killed."""
+    monkeypatch.setattr(QualityProcess, "STOP_SECONDS", 1.0)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        process = QualityProcess(load_contract("penalty"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for _ in range(QualityProcess.IN_FLIGHT):
+        process.validate(_bad_batch())  # queued: the pipe's reader is busy importing
+    started = time.monotonic()
+    process.close()
+    assert time.monotonic() - started < 30
+    assert process._process.returncode == -signal.SIGKILL
+    assert not process._writer.is_alive()
+
+
+def test_a_process_that_cannot_start_leaves_gx_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    assert isinstance(quality_run(load_contract("penalty"), 10**9), QualityRun)
 
 
 def test_auto_uses_a_process_for_large_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,9 +194,11 @@ if __name__ == "__main__":
 def _parent(tmp_path: Path, end: str) -> subprocess.Popen[str]:
     script = tmp_path / "parent.py"
     script.write_text(_PARENT, encoding="utf-8")
+    root = str(Path(quality.__file__).resolve().parent.parent)  # the checkout under test
     return subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "marks"), end],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": root},
     )  # fmt: skip
 
 

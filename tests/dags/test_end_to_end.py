@@ -250,6 +250,7 @@ def test_a_failing_file_fails_alone_and_the_store_can_come_from_a_connection(
     """One file's task fails; the other file loads and is announced; the run shows failed.
 
     The store is named by an Airflow Connection (CREDITPIPE_DB_CONN_ID), resolved in the tasks.
+    GX runs in its quality process, as it does for large files: started from an Airflow task.
     """
     import etl.run
 
@@ -259,6 +260,7 @@ def test_a_failing_file_fails_alone_and_the_store_can_come_from_a_connection(
     monkeypatch.setenv(
         "AIRFLOW_CONN_CREDITPIPE_STORE", json.dumps({"conn_type": "sqlite", "host": str(store)})
     )
+    monkeypatch.setenv("CREDITPIPE_QUALITY", "process")
     at(monkeypatch, "2026-11-21 10:00:00")
     load = etl.run._load
 
