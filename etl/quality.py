@@ -598,7 +598,9 @@ class QualityProcess:
         """The error the quality process reported before it went away, else its exit code;
         the same error every time it is asked for."""
         if self._error is None:
-            with contextlib.suppress(OSError, ValueError, pickle.UnpicklingError, EOFError):
+            with contextlib.suppress(
+                _BadFrame, OSError, ValueError, pickle.UnpicklingError, EOFError
+            ):
                 frame = _read_frame(self._stdout)
                 if frame:
                     status, payload = pickle.loads(frame)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import io
 import json
 import os
 import signal
@@ -90,6 +91,23 @@ def test_a_dead_quality_process_is_an_error_not_a_hang() -> None:
 def _not_numbers(contract: Contract, value: str = "y") -> pd.DataFrame:
     """Amounts that are not numbers: never handed over by a check, they break the process."""
     return pd.DataFrame({f.name: pd.Series(["x", value], dtype="str") for f in contract.fields})
+
+
+def test_a_garbled_answer_from_a_dead_process_is_a_quality_error() -> None:
+    """Bytes that are not a frame, read while finding out why the pipe broke, are no reason:
+    the exit code is, as a QualityError (not the frame reader's own exception)."""
+    process = QualityProcess(load_contract("penalty"))
+    process._process.kill()
+    process._process.wait()
+    real = process._stdout
+    process._stdout = io.BytesIO(b"not a frame at all, but longer than a header")
+    process._broken = BrokenPipeError("the process is gone")
+    try:
+        with pytest.raises(QualityError, match="意外退出"):
+            process.validate(_bad_batch())
+    finally:
+        process._stdout = real
+        process.close()
 
 
 def test_an_error_in_the_quality_process_is_raised_with_its_message() -> None:
