@@ -583,29 +583,29 @@ class QualityProcess:
         except (OSError, ValueError) as exc:  # the process is gone, or close() closed the pipe
             self._broken = exc
 
+    def _read_answer(self) -> tuple[str, Any] | None:
+        """The process's one answer, ("ok", summary) or ("error", text); None if it sent none."""
+        frame = _read_frame(self._stdout)
+        return pickle.loads(frame) if frame else None
+
     def _answer(self) -> tuple[str, Any]:
         try:
-            frame = _read_frame(self._stdout)
-            if frame is None:
-                raise self._failure()
-            answer: tuple[str, Any] = pickle.loads(frame)
-        except (_BadFrame, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            answer = self._read_answer()
+        except _UNREADABLE as exc:
             self._error = QualityError(f"数据质量检查进程的应答无法识别：{exc}")
             raise self._error from None
+        if answer is None:
+            raise self._failure()
         return answer
 
     def _failure(self) -> QualityError:
         """The error the quality process reported before it went away, else its exit code;
         the same error every time it is asked for."""
         if self._error is None:
-            with contextlib.suppress(
-                _BadFrame, OSError, ValueError, pickle.UnpicklingError, EOFError
-            ):
-                frame = _read_frame(self._stdout)
-                if frame:
-                    status, payload = pickle.loads(frame)
-                    if status == "error":
-                        self._error = QualityError(payload)
+            with contextlib.suppress(OSError, *_UNREADABLE):
+                answer = self._read_answer()
+                if answer is not None and answer[0] == "error":
+                    self._error = QualityError(answer[1])
             if self._error is None:
                 code = self._process.wait()
                 self._error = QualityError(f"数据质量检查进程意外退出（退出码 {code}）")
@@ -621,6 +621,10 @@ _MARK = b"CPQ1"
 
 class _BadFrame(Exception):
     """The pipe carried something other than a whole frame."""
+
+
+# What reading an answer that is not one raises (a closed pipe gives ValueError).
+_UNREADABLE = (_BadFrame, pickle.UnpicklingError, EOFError, ValueError)
 
 
 def _write_frame(stream: IO[bytes], payload: bytes | pa.Buffer) -> None:
