@@ -105,16 +105,19 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
         started = time.perf_counter()
         with db.transaction(engine) as conn:
             sink = FileLoad(conn, contract, reg.id)
-            rows = 0
-            for batch in pq.ParquetFile(parquet).iter_batches(batch_size=100_000):
-                frame = batch.to_pandas(types_mapper=_types)
-                if phase == "correct":
-                    change = frame["_row"] % 10 == 0
-                    frame.loc[change, "fine_amount"] = Decimal("123.45")
-                sink.write(frame)
-                rows += len(frame)
-            staged = time.perf_counter()
-            counts = sink.merge()
+            try:
+                rows = 0
+                for batch in pq.ParquetFile(parquet).iter_batches(batch_size=100_000):
+                    frame = batch.to_pandas(types_mapper=_types)
+                    if phase == "correct":
+                        change = frame["_row"] % 10 == 0
+                        frame.loc[change, "fine_amount"] = Decimal("123.45")
+                    sink.write(frame)
+                    rows += len(frame)
+                staged = time.perf_counter()
+                counts = sink.merge()
+            finally:
+                sink.close()
         done = time.perf_counter()
         timings[phase] = {
             "rows": rows,

@@ -287,6 +287,7 @@ def _load(
     An unreadable file rolls back whatever was staged before the error was found, and is then
     recorded as unreadable with nothing loaded.
     """
+    sink: FileLoad | None = None
     try:
         with db.transaction(engine) as conn:
             if files.lock_for_load(conn, reg.id) in PROCESSED:
@@ -310,6 +311,9 @@ def _load(
         with db.transaction(engine) as conn:
             _finish(conn, reg.id, unreadable.result, contract.name, as_of, MergeCounts())
         return unreadable.result, MergeCounts()
+    finally:
+        if sink is not None:  # its staging file, once the transaction has ended either way
+            sink.close()
 
 
 def _add_late_rejections(result: CheckResult, late: pd.DataFrame) -> None:

@@ -80,6 +80,11 @@ CODES: dict[str, Code] = {
     "E_FILE_UNREADABLE": Code(
         "file", "无法读取文件（{detail}）：文件可能已被替换为链接、目录或正在被占用，下次运行将重试"
     ),
+    "E_STAGING": Code(
+        "file",
+        "入库暂存文件写入失败（{detail}）：请检查临时目录 {folder} 所在磁盘的空间与权限"
+        "（可用 TMPDIR 指定），本文件已回滚，下次运行将重试",
+    ),
     "E_OFFICE_UNKNOWN": Code("file", "报送机构 {office} 未登记，不能报送数据"),
     "E_DATASET_NOT_ALLOWED": Code(
         "file", "报送机构 {office} 无权报送「{dataset}」数据（可报送：{allowed}），文件未处理"

@@ -181,15 +181,18 @@ def record_table(dataset: str) -> sa.Table:
     )
 
 
-def staging_table(contract: Contract, name: str) -> sa.Table:
-    """A per-load temporary table: the contract's fields, the file row, the revoked flag."""
+def staging_table(contract: Contract, name: str, schema: str | None = None) -> sa.Table:
+    """A per-load table of the rows to merge: the contract's fields, the file row, the revoked
+    flag. Temporary; or, with `schema`, a table of that attached database (SQLite: the load's
+    private staging file, `etl.store.load._ArrowStage`)."""
     return sa.Table(
         name,
         sa.MetaData(),
         sa.Column("source_row", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("revoked", sa.Boolean, nullable=False),
         *(sa.Column(f.name, column_type(f)) for f in contract.fields),
-        prefixes=["TEMPORARY"],
+        schema=schema,
+        prefixes=[] if schema else ["TEMPORARY"],
     )
 
 
