@@ -20,6 +20,8 @@ point leaves the store exactly as it was before the file.
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,6 +57,8 @@ from etl.store.schema import (
     rejection,
     staging_table,
 )
+
+log = logging.getLogger(__name__)
 
 _IN_BATCH = 10_000  # rows per IN (…) list: SQLite caps bound parameters
 # Rows per SQLite executemany and per PostgreSQL COPY write: the Python objects (SQLite) or the
@@ -92,7 +96,12 @@ class MergeCounts:
 
 
 def wire_column(values: pd.Series) -> pa.Array:
-    """A column as nullable text in the form both databases parse (ISO dates, fixed decimals)."""
+    """A column as nullable text in the form both databases parse (ISO dates, fixed decimals).
+
+    On SQLite the text meets the columns' affinity, and the staging paths (Python's SQLite,
+    the ADBC driver's own, newer one) must store the same: they do for these forms, but differ
+    on text holding a NUL in a NUMERIC column ('0\x00…' becomes 0 in the newer), which only
+    dates and booleans have, and those never come here as such text."""
     dtype = values.dtype
     if isinstance(dtype, pd.ArrowDtype) and pa.types.is_decimal(dtype.pyarrow_dtype):
         return pc.cast(pa.array(values), pa.string())
@@ -240,6 +249,7 @@ def raw_json(frame: pd.DataFrame) -> list[str]:
 # --- SQLite staging from Arrow -----------------------------------------------------------------
 
 _STAGE_SCHEMA = "creditpipe_stage"  # the staging file's name on the load's connection
+_STAGE_PREFIX = "creditpipe-stage-"  # then the loading process's id: `_sweep` reads it back
 # A scratch file: a crash loses nothing the store needs, so no journal and no syncs.
 _STAGE_PRAGMAS = ("page_size = 65536", "journal_mode = OFF", "synchronous = OFF")
 
@@ -247,6 +257,22 @@ _STAGE_PRAGMAS = ("page_size = 65536", "journal_mode = OFF", "synchronous = OFF"
 def _sqlite_file(conn: Connection) -> bool:
     """A SQLite store in a file (not in memory: that lives only as long as its connection)."""
     return conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "", ":memory:")
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the staging folders of loads whose process is gone (killed before its `close`:
+    SIGKILL, the OOM killer), ~0.5 GB per 1,000,000 rows each. A live process's are kept."""
+    for folder in parent.glob(f"{_STAGE_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_STAGE_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.warning("清理已结束进程 %s 留下的入库暂存目录 %s", pid, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _staging_error(exc: BaseException, folder: Path) -> CreditpipeError:
@@ -275,10 +301,12 @@ class _ArrowStage:
 
     def __init__(self, contract: Contract, name: str) -> None:
         self.name = name
+        parent = Path(tempfile.gettempdir())
+        _sweep(parent)
         try:
-            self.folder = Path(tempfile.mkdtemp(prefix="creditpipe-stage-"))
+            self.folder = Path(tempfile.mkdtemp(prefix=f"{_STAGE_PREFIX}{os.getpid()}-"))
         except OSError as exc:
-            raise _staging_error(exc, Path(tempfile.gettempdir())) from exc
+            raise _staging_error(exc, parent) from exc
         self.path = self.folder / "stage.db"
         self._adbc: Any = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="creditpipe-stage")
@@ -311,9 +339,12 @@ class _ArrowStage:
 
     @contextmanager
     def _failing(self) -> Iterator[None]:
-        """The driver's errors (a full disk, a folder removed under it) as E_STAGING."""
+        """The driver's errors writing the file (a full disk, a file size limit, a folder that
+        cannot be written) as E_STAGING; a statement it refuses is a bug, raised as it is."""
         try:
             yield
+        except (adbc_dbapi.ProgrammingError, adbc_dbapi.NotSupportedError):
+            raise
         except (adbc_dbapi.Error, OSError) as exc:
             raise _staging_error(exc, self.folder.parent) from exc
 
@@ -324,19 +355,18 @@ class _ArrowStage:
             pending.result()
 
     def attach(self, conn: Connection) -> None:
-        """Close the ADBC side, then attach the file to `conn`. The connection then leaves the
-        pool (it is closed when the caller's transaction ends), so no later load finds the
-        name taken, whether this merge succeeds or fails."""
+        """Close the ADBC side, then attach the file to `conn` (the merge only reads it). The
+        connection leaves the pool first (it is closed when the caller's transaction ends), so
+        no later load finds the name taken, whatever happens from here."""
         self._wait()
         self._close_adbc()
+        conn.detach()  # first: however ATTACH or what follows ends, the pool never gets it back
         conn.exec_driver_sql(f"ATTACH DATABASE ? AS {_STAGE_SCHEMA}", (str(self.path),))
-        conn.detach()
-        # The merge deletes the few rows it moves to the rejected ones: scratch, no journal.
-        conn.exec_driver_sql(f"PRAGMA {_STAGE_SCHEMA}.journal_mode = OFF")
 
     def close(self) -> None:
-        """Close the ADBC side and remove the file (an attached file stays readable to its
-        connection until that closes: unlinking an open file is safe on POSIX)."""
+        """Close the ADBC side and remove the folder. Call it once the load's connection has
+        closed (`etl.run._load` does, after the transaction): an attached file unlinked
+        earlier would stay readable but no longer writable."""
         self._close_adbc()
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -404,13 +434,15 @@ class FileLoad:
             self._keep_rejected(rows, raw_json(raw))
 
     def finish(self, dropped_rows: np.ndarray, headers: dict[str, str]) -> None:
-        """Rows found to repeat a key later in the file: `merge` first moves them from staging
-        to the rejected rows (their values as normalised, under the file's headers)."""
+        """Rows found to repeat a key later in the file: `merge` moves them to the rejected
+        rows (their values as normalised, under the file's headers) once they are planned."""
         self.headers = headers
         self._dropped = [int(r) for r in dropped_rows]
 
     def _unstage(self, rows: list[int]) -> None:
-        """Move staged rows to the rejected rows (values as normalised, the file's headers)."""
+        """Move planned rows to the rejected rows (values as normalised, the file's headers):
+        out of the plan, so the merge leaves them; the staging table itself is only read (a
+        SQLite staging file then takes no write, no journal and no sync at commit)."""
         for start in range(0, len(rows), _IN_BATCH):
             part = rows[start : start + _IN_BATCH]
             where = self.stage.c.source_row.in_(part)
@@ -422,7 +454,6 @@ class FileLoad:
                 columns=self.headers
             )
             self._keep_rejected(staged["source_row"].to_numpy(), raw_json(named))
-            self.conn.execute(sa.delete(self.stage).where(where))
             self.conn.execute(sa.delete(self.plan).where(self.plan.c.source_row.in_(part)))
 
     def _keep_rejected(self, rows: np.ndarray, raw: list[str]) -> None:
@@ -465,7 +496,6 @@ class FileLoad:
         versions = record_table(self.contract.dataset)
         if self._arrow is not None:
             self._arrow.attach(conn)
-        self._unstage(self._dropped)
         if conn.dialect.name == "postgresql":
             # Temporary tables are never auto-analysed: without statistics the planner guesses
             # a handful of rows and picks nested loops over a million.
@@ -506,6 +536,7 @@ class FileLoad:
                 ).select_from(stage.outerjoin(versions, current)),
             )
         )
+        self._unstage(self._dropped)  # before anything reads the plan
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f'ANALYZE "{plan.name}"')
         if self.contract.lifecycle is not None:

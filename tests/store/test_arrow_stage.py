@@ -8,11 +8,15 @@ gone after every load, loaded or failed; a staging failure fails that file only 
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import subprocess
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager.dbapi as adbc_dbapi
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -160,12 +164,21 @@ def test_only_the_store_connection_has_the_staging_file_open_once_attached(
 ) -> None:
     events: list[tuple[str, int]] = []
     folders: list[Path] = []
-    attach, close_adbc = load._ArrowStage.attach, load._ArrowStage._close_adbc
+    written: list[tuple[int, int]] = []
+    attach, close_adbc, close = (
+        load._ArrowStage.attach, load._ArrowStage._close_adbc, load._ArrowStage.close
+    )  # fmt: skip
 
     def spy_attach(self: load._ArrowStage, conn: sa.Connection) -> None:
         attach(self, conn)
         events.append(("attached", _open_descriptors(self.path)))
         folders.append(self.folder)
+        written.append((self.path.stat().st_size, self.path.stat().st_mtime_ns))
+
+    def spy_final_close(self: load._ArrowStage) -> None:
+        if self.path.exists():
+            written.append((self.path.stat().st_size, self.path.stat().st_mtime_ns))
+        close(self)
 
     def spy_close(self: load._ArrowStage) -> None:
         staging = self._adbc is not None
@@ -175,9 +188,14 @@ def test_only_the_store_connection_has_the_staging_file_open_once_attached(
 
     monkeypatch.setattr(load._ArrowStage, "attach", spy_attach)
     monkeypatch.setattr(load._ArrowStage, "_close_adbc", spy_close)
-    _drop(_isolated_home, "a.csv", [org_row(NO.format(1)), org_row(NO.format(2))])
+    monkeypatch.setattr(load._ArrowStage, "close", spy_final_close)
+    monkeypatch.setenv("CREDITPIPE_CHUNK_ROWS", "1")  # the repeat is unstaged by the merge
+    rows = [org_row(NO.format(1)), org_row(NO.format(2)), org_row(NO.format(1))]
+    _drop(_isolated_home, "a.csv", rows)
     summary = _run(_isolated_home, sqlite_engine)
-    assert summary.files[0].inserted == 2
+    assert (summary.files[0].inserted, summary.files[0].rejected) == (1, 2)
+    # The merge only reads the staging file: no journal, no sync of it at commit.
+    assert len(written) == 2 and written[0] == written[1]
     # The driver's SQLite has closed every descriptor of the file before the store's SQLite
     # opens it: never both copies at once.
     assert events == [("driver closed", 0), ("attached", 1)]
@@ -216,7 +234,7 @@ def test_a_staging_file_that_cannot_be_written_fails_that_file_only(
 
     def first_one_blocked(*args: Any, **kwargs: Any) -> str:
         made = real(*args, **kwargs)
-        if kwargs.get("prefix") != "creditpipe-stage-":  # someone else's (GX's, say)
+        if not str(kwargs.get("prefix", "")).startswith(load._STAGE_PREFIX):  # GX's, say
             return made
         if not calls:
             (Path(made) / "stage.db").mkdir()  # SQLite cannot open a folder as its database
@@ -234,14 +252,48 @@ def test_a_staging_file_that_cannot_be_written_fails_that_file_only(
     assert not any(folder.exists() for folder in calls)
 
 
-def test_a_batch_the_writer_thread_cannot_stage_is_raised_as_E_STAGING() -> None:
-    contract = load_contract("penalty")
-    stage = load._ArrowStage(contract, "stage_penalty")
+def _rows(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"source_row": range(n), "revoked": [False] * n, "remarks": ["备注" * 100] * n}
+    )
+
+
+def test_a_batch_the_writer_thread_cannot_write_is_raised_as_E_STAGING() -> None:
+    stage = load._ArrowStage(load_contract("penalty"), "stage_penalty")
+    # A file size limit stands in for a full disk: the write fails with EFBIG, not a signal.
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
     try:
-        stage.append(pd.DataFrame({"no_such_column": ["x"]}))  # written by the thread
+        stage.append(_rows(20_000))  # written by the thread
         with pytest.raises(CreditpipeError) as raised:
-            stage.append(pd.DataFrame({"no_such_column": ["y"]}))  # waits for the first
-        assert raised.value.code == "E_STAGING"
+            stage.append(_rows(1))  # waits for the first, and gets its error
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+        stage.close()
+    assert raised.value.code == "E_STAGING"
+    assert not stage.folder.exists()
+
+
+def test_a_statement_the_driver_refuses_is_a_bug_not_a_staging_failure() -> None:
+    stage = load._ArrowStage(load_contract("penalty"), "stage_penalty")
+    try:
+        stage.append(pd.DataFrame({"no_such_column": ["x"]}))
+        with pytest.raises(adbc_dbapi.ProgrammingError):
+            stage.append(_rows(1))
     finally:
         stage.close()
-    assert not stage.folder.exists()
+
+
+def test_the_staging_folders_of_killed_loads_are_swept(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])  # a process id that has ended
+    ended.wait()
+    left = tmp_path / f"creditpipe-stage-{ended.pid}-abc"
+    live = tmp_path / f"creditpipe-stage-{os.getppid()}-def"  # pytest's parent: alive
+    other = tmp_path / "creditpipe-stage-notapid-ghi"
+    for folder in (left, live, other):
+        (folder / "stage.db").parent.mkdir()
+        (folder / "stage.db").write_bytes(b"x")
+    load._sweep(tmp_path)
+    assert (left.exists(), live.exists(), other.exists()) == (False, True, True)
