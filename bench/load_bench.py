@@ -103,9 +103,10 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
                 name=f"{phase}.csv", size=0, archive_path="-",
             )  # fmt: skip
         started = time.perf_counter()
-        with db.transaction(engine) as conn:
-            sink = FileLoad(conn, contract, reg.id)
-            try:
+        sink: FileLoad | None = None
+        try:
+            with db.transaction(engine) as conn:
+                sink = FileLoad(conn, contract, reg.id)
                 rows = 0
                 for batch in pq.ParquetFile(parquet).iter_batches(batch_size=100_000):
                     frame = batch.to_pandas(types_mapper=_types)
@@ -116,7 +117,8 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
                     rows += len(frame)
                 staged = time.perf_counter()
                 counts = sink.merge()
-            finally:
+        finally:
+            if sink is not None:  # its staging file, once the transaction has ended
                 sink.close()
         done = time.perf_counter()
         timings[phase] = {

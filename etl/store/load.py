@@ -406,7 +406,7 @@ class FileLoad:
         self.rejected_rows = 0
         self.headers = {f.name: f.title for f in contract.fields}  # the file's, from `finish`
         self.late_rejections = empty_rejections()  # found only against the store (lifecycle)
-        self._dropped: list[int] = []  # rows `finish` names, unstaged when the merge starts
+        self._dropped: list[int] = []  # rows `finish` names: the merge unstages them
 
     def close(self) -> None:
         """Remove the staging file, if any (the temporary tables end with the connection or
