@@ -335,7 +335,13 @@ class _ArrowStage:
 
     def _ingest(self, rows: pa.Table) -> None:
         with self._failing(), self._adbc.cursor() as cursor:
+            # One transaction per batch, begun here (the connection is in autocommit: the
+            # PRAGMAs cannot change inside a transaction): a failed write is then reported in
+            # SQLite's own words ("disk I/O error", "database or disk is full"), not as the
+            # driver's failed rollback of a transaction autocommit never began.
+            cursor.execute("BEGIN")
             cursor.adbc_ingest(self.name, rows, mode="append")
+            cursor.execute("COMMIT")
 
     @contextmanager
     def _failing(self) -> Iterator[None]:

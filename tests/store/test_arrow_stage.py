@@ -273,6 +273,7 @@ def test_a_batch_the_writer_thread_cannot_write_is_raised_as_E_STAGING() -> None
         signal.signal(signal.SIGXFSZ, handler)
         stage.close()
     assert raised.value.code == "E_STAGING"
+    assert "disk I/O error" in raised.value.message  # SQLite's own words, not the driver's
     assert not stage.folder.exists()
 
 
