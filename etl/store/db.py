@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl import settings
 from etl.errors import StoreError
@@ -32,8 +32,8 @@ def make_engine(url: str | None = None) -> Engine:
     except sa.exc.ArgumentError:
         raise StoreError(f"CREDITPIPE_DB_URL 不是有效的数据库地址：{url}") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if sqlite_file(parsed):
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -43,6 +43,11 @@ def make_engine(url: str | None = None) -> Engine:
             f"不支持的数据库 {parsed.get_backend_name()}：请使用 sqlite:/// 或 postgresql+psycopg://"
         )
     return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def sqlite_file(url: URL) -> bool:
+    """A SQLite store in a file (not in memory: that lives only as long as its connection)."""
+    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -47,7 +47,7 @@ from etl.checks.rules import empty_rejections
 from etl.contracts import Contract
 from etl.errors import CreditpipeError
 from etl.intake.readers import ROW
-from etl.store import files
+from etl.store import db, files
 from etl.store.schema import (
     ACTIVE,
     WITHDRAWN,
@@ -255,8 +255,7 @@ _STAGE_PRAGMAS = ("page_size = 65536", "journal_mode = OFF", "synchronous = OFF"
 
 
 def _sqlite_file(conn: Connection) -> bool:
-    """A SQLite store in a file (not in memory: that lives only as long as its connection)."""
-    return conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "", ":memory:")
+    return db.sqlite_file(conn.engine.url)
 
 
 def _sweep(parent: Path) -> None:
