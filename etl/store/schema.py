@@ -170,7 +170,9 @@ def record_table(dataset: str) -> sa.Table:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("valid_from", sa.DateTime, nullable=False),
         sa.Column("valid_to", sa.DateTime),
-        sa.Column("source_file_id", BigId, sa.ForeignKey("source_file.id"), nullable=False),
+        # No foreign key: a load checks its file once, not once per version (`FileLoad.merge`),
+        # and a trigger on `source_file` keeps a cited file (0005_version_source_file_guard).
+        sa.Column("source_file_id", BigId, nullable=False),
         sa.Column("source_row", sa.Integer, nullable=False),
         *(sa.Column(f.name, column_type(f)) for f in contract.fields),
         # The natural key leads: the merge finds a key's open version through it, and the
