@@ -499,9 +499,10 @@ class FileLoad:
         """
         conn, stage, key = self.conn, self.stage, self.contract.natural_key
         versions = record_table(self.contract.dataset)
-        # Every new version cites this file: the one look-up that stands for a foreign key's
-        # look-up per version (0005_version_source_file_guard), and the file's row stays
-        # locked to the end of the transaction.
+        # Every new version cites this file. PostgreSQL has no foreign key doing a look-up per
+        # version (0005_version_source_file_guard): this one stands for them all, and the
+        # file's row stays locked to the end of the transaction (the caller may have locked it
+        # already, as `etl.run._load` does: locking it again changes nothing).
         files.lock_for_load(conn, self.source_file_id)
         if self._arrow is not None:
             self._arrow.attach(conn)

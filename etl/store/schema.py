@@ -157,6 +157,23 @@ def record_table_name(dataset: str) -> str:
     return f"{dataset}_version"
 
 
+def only_on(dialect: str, constraint: sa.Constraint) -> sa.Constraint:
+    """`constraint`, created and compared (`compared_on`) on `dialect`'s databases only."""
+    constraint.info["dialects"] = (dialect,)
+    return constraint.ddl_if(dialect=dialect)
+
+
+def compared_on(dialect: str) -> Any:
+    """Alembic's `include_object` for a database of `dialect`: leaves out what `only_on` keeps
+    for other databases, so that the comparison of the migrations with the schema holds."""
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        dialects = getattr(obj, "info", {}).get("dialects")
+        return dialects is None or dialect in dialects
+
+    return include
+
+
 @cache
 def record_table(dataset: str) -> sa.Table:
     """The versioned record table of `dataset`, derived from its contract."""
@@ -170,11 +187,12 @@ def record_table(dataset: str) -> sa.Table:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("valid_from", sa.DateTime, nullable=False),
         sa.Column("valid_to", sa.DateTime),
-        # No foreign key: a load checks its file once, not once per version (`FileLoad.merge`),
-        # and a trigger on `source_file` keeps a cited file (0005_version_source_file_guard).
         sa.Column("source_file_id", BigId, nullable=False),
         sa.Column("source_row", sa.Integer, nullable=False),
         *(sa.Column(f.name, column_type(f)) for f in contract.fields),
+        # On PostgreSQL a load checks its file once, not once per version (`FileLoad.merge`),
+        # and a trigger on `source_file` keeps cited files (0005_version_source_file_guard).
+        only_on("sqlite", sa.ForeignKeyConstraint(["source_file_id"], ["source_file.id"])),
         # The natural key leads: the merge finds a key's open version through it, and the
         # as-of read walks it in key order. No second (key, valid_to) index: every new version
         # paid one more random B-tree insert for it (0004_drop_key_valid_to).
