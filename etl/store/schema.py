@@ -10,6 +10,7 @@ zones, and one convention on both databases keeps the as-of queries identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -163,7 +164,7 @@ def only_on(dialect: str, constraint: sa.Constraint) -> sa.Constraint:
     return constraint.ddl_if(dialect=dialect)
 
 
-def compared_on(dialect: str) -> Any:
+def compared_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's `include_object` for a database of `dialect`: leaves out what `only_on` keeps
     for other databases, so that the comparison of the migrations with the schema holds."""
 

@@ -65,7 +65,7 @@ def _version(conn: sa.Connection, dataset: str, file_id: int) -> None:
             valid_from=datetime(2026, 11, 21),
             source_file_id=file_id,
             source_row=2,
-        )  # fmt: skip
+        )
     )
 
 
@@ -109,9 +109,6 @@ def _delete_during_load(engine: Engine) -> None:
         with db.transaction(engine) as conn:
             file_id = _file(conn, "d", "penalty")
         outcome: list[BaseException | None] = []
-        load = engine.connect()
-        load.begin()
-        files.lock_for_load(load, file_id)
 
         def delete() -> None:
             try:
@@ -122,13 +119,19 @@ def _delete_during_load(engine: Engine) -> None:
                 outcome.append(exc)
 
         deleting = threading.Thread(target=delete)
-        deleting.start()
-        deleting.join(timeout=1.0)
-        assert deleting.is_alive(), "the delete did not wait for the load's lock"
-        _version(load, "penalty", file_id)
-        load.commit()
-        load.close()
+        load = engine.connect()
+        try:  # however it ends, the load lets the delete go on
+            load.begin()
+            files.lock_for_load(load, file_id)
+            deleting.start()
+            deleting.join(timeout=1.0)
+            waited = deleting.is_alive()
+            _version(load, "penalty", file_id)
+            load.commit()
+        finally:
+            load.close()
         deleting.join(timeout=30)
+        assert waited, "the delete did not wait for the load's lock"
         assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.IntegrityError), outcome
         with db.transaction(engine) as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(source_file)).scalar() == 1
@@ -144,8 +147,8 @@ def test_0005_keeps_the_stores_rows_both_ways(store_url: str) -> None:
         with db.transaction(engine) as conn:
             file_id = _file(conn, "c", "penalty")
             _version(conn, "penalty", file_id)
-        for revision in ("head", "0004", "head"):
-            db.upgrade(engine, revision) if revision == "head" else _downgrade(engine, revision)
+        for move in (db.upgrade, _downgrade_to_0004, db.upgrade):
+            move(engine)
             with db.transaction(engine) as conn:
                 rows = conn.execute(sa.select(record_table("penalty"))).mappings().all()
             assert [(r["source_file_id"], r["source_row"]) for r in rows] == [(file_id, 2)]
@@ -154,8 +157,8 @@ def test_0005_keeps_the_stores_rows_both_ways(store_url: str) -> None:
         engine.dispose()
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
+def _downgrade_to_0004(engine: Engine) -> None:
     from alembic import command
 
     with db.transaction(engine) as conn:
-        command.downgrade(db.alembic_config(conn), revision)
+        command.downgrade(db.alembic_config(conn), "0004")
