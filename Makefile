@@ -66,8 +66,12 @@ format: install
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+# Tests in parallel (pytest-xdist), at most 4 workers: much of a test's time is spent waiting
+# (PostgreSQL, a quality process, Airflow's dag.test), so on 2 cores the suite took 3:58 instead
+# of 8:39 (2026-11-22). `PYTEST_WORKERS=0` runs them in this process, one after another.
+PYTEST_WORKERS ?= auto
 pytest: install postgres
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --maxprocesses=4
 
 test: lint pytest
 
