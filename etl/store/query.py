@@ -7,11 +7,9 @@ what makes a rerun or backfill of D reproduce the same publication.
 
 from __future__ import annotations
 
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Generator
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import count
 from operator import itemgetter
@@ -28,6 +26,7 @@ from sqlalchemy.engine import Connection
 from etl import settings
 from etl.contracts import Contract, load_contract
 from etl.errors import StoreError
+from etl.overlap import read_ahead
 from etl.store.schema import ACTIVE, record_table, rejected_row, source_file
 from etl.text import STR
 
@@ -114,62 +113,13 @@ def state_as_of(
         tables = _postgres_tables(conn, query, types, chunk_rows, keep)
     else:
         tables = _sqlite_tables(conn, query, types, chunk_rows, keep)
-    with _read_ahead(tables) as ahead:
+    # The next chunk is fetched and parsed while the caller works on this one: the database
+    # formats rows (SQLite inside `sqlite3_step`, PostgreSQL in its own process) and Arrow
+    # parses them without holding the GIL. One chunk ahead at most; a caller that stops early
+    # or fails stops the thread, which closes `tables` (and with it the cursor).
+    with read_ahead(tables) as ahead:
         for table in ahead:
             yield derive_status(_frame(table, contract), contract, day)
-
-
-_DONE = object()
-
-
-@contextmanager
-def _read_ahead(tables: Iterator[pa.Table]) -> Iterator[Iterator[pa.Table]]:
-    """`tables`, the next one fetched and parsed in a thread while the caller works on this one.
-
-    The database formats rows (SQLite inside `sqlite3_step`, PostgreSQL in its own process)
-    and Arrow parses them without holding the GIL, so on two cores the read overlaps the
-    caller's work. One table ahead at most (memory: one chunk more). When the caller stops
-    early or fails, the thread stops and closes `tables` (and with it the cursor)."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def offer(item: Any) -> bool:
-        """Hand `item` over unless the caller has stopped; False when it has."""
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for table in tables:
-                if not offer(table):
-                    break
-            item: Any = _DONE
-        except BaseException as exc:  # noqa: BLE001 -- raised again in the caller's thread
-            item = exc
-        finally:
-            tables.close()  # type: ignore[attr-defined]
-        offer(item)
-
-    def consume() -> Iterator[pa.Table]:
-        while (item := handoff.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    thread = threading.Thread(target=produce, name="creditpipe-read-ahead", daemon=True)
-    thread.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        with suppress(queue.Empty):
-            handoff.get_nowait()  # a producer blocked on a full queue sees `stop` next
-        thread.join()
 
 
 STATUS_RULE = "status_rule"  # the rule that derived a record's status, else empty
@@ -221,7 +171,7 @@ def _sqlite_tables(
     types: dict[str, pa.DataType],
     chunk_rows: int,
     keep: sa.ColumnElement[bool] | None = None,
-) -> Iterator[pa.Table]:
+) -> Generator[pa.Table, None, None]:
     """SQLite formats each row with `%Q` (text single-quoted with '' doubled, NULL bare) and
     hands it over as one blob; a chunk is those lines joined. Cheaper in SQLite than
     json_object, and Arrow parses CSV faster than JSON. A row `keep` does not hold for comes
@@ -258,7 +208,7 @@ def _postgres_tables(
     types: dict[str, pa.DataType],
     chunk_rows: int,
     keep: sa.ColumnElement[bool] | None = None,
-) -> Iterator[pa.Table]:
+) -> Generator[pa.Table, None, None]:
     """PostgreSQL formats each row as a composite value, `(NULL, a, b, …, NULL)::text`: fields
     comma-separated, NULL empty, and any value that is empty or holds a quote, backslash,
     parenthesis, comma or white space double-quoted with `"` and `\\` doubled (documented:
