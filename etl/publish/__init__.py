@@ -162,6 +162,8 @@ def _publish_one(
                     )
                 )  # fmt: skip
         except Exception as exc:  # an error (not a crash): leave nothing behind, say why
+            for snapshot in snapshots.values():
+                snapshot.discard()  # its thread writes no more into the folder
             for folder in tmp.values():
                 shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, CreditpipeError):

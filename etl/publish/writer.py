@@ -31,10 +31,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from etl.overlap import WriteBehind
 from etl.publish.delta import OPS, Delta
 from etl.publish.extract import Column, arrow_column, column_values
 from etl.publish.files import HashedFile
 from etl.publish.text import CsvFile, neutralise, text_column
+
+# Chunks prepared and waiting for the write-behind thread, per snapshot (memory: each holds its
+# columns typed, as text and as CSV cells).
+WRITE_BACKLOG = 1
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -102,6 +107,10 @@ class Snapshot:
         self.chunk_rows = chunk_rows
         self.rows = 0
         self.counts: dict[str, int] = {}
+        # The files are encoded and written (Parquet, CSV, the delta's merge: mostly without
+        # the GIL) in a thread of their own, one chunk behind the preparing of the next in the
+        # caller's: on two cores the two overlap. See README › Benchmarks.
+        self._behind = WriteBehind(f"creditpipe-write-{folder.name}", backlog=WRITE_BACKLOG)
 
     def write(
         self, frame: pd.DataFrame, like: dict[str, Prepared] | None = None
@@ -112,27 +121,36 @@ class Snapshot:
         taken from it rather than converted, formatted and neutralised a second time. Returns
         this chunk's columns, for the next audience."""
         prepared = {c.name: _prepare(frame, c, (like or {}).get(c.name)) for c in self.columns}
-        table = pa.Table.from_arrays([p.typed for p in prepared.values()], schema=self.schema)
+        self._behind.submit(self._emit, list(prepared.values()))
+        self.rows += len(frame)
+        return prepared
+
+    def _emit(self, prepared: list[Prepared]) -> None:
+        """Write one chunk's prepared columns to the files (in the write-behind thread)."""
+        table = pa.Table.from_arrays([p.typed for p in prepared], schema=self.schema)
         self.parquet.write_table(table, row_group_size=max(len(table), 1))
         names = table.column_names
         for start in range(0, len(table), self.chunk_rows):
             part = table.slice(start, self.chunk_rows)
             text = pa.Table.from_arrays(
-                [p.text.slice(start, self.chunk_rows) for p in prepared.values()], names=names
+                [p.text.slice(start, self.chunk_rows) for p in prepared], names=names
             )
-            safe = [p.safe.slice(start, self.chunk_rows) for p in prepared.values()]
+            safe = [p.safe.slice(start, self.chunk_rows) for p in prepared]
             self.csv.write_safe(safe)
             self.delta.add(part, text, safe)
-        self.rows += len(table)
-        return prepared
 
     def close(self) -> dict[str, int]:
-        """Close the files; the delta's count of rows per op."""
+        """Write what is still behind, close the files; the delta's count of rows per op."""
+        self._behind.close()
         self.parquet.close()
         self.file.close()
         self.csv.close()
         self.counts = self.delta.close(self.path)
         return self.counts
+
+    def discard(self) -> None:
+        """Give up (the publication failed): stop writing, so the folder can be removed."""
+        self._behind.discard()
 
     @property
     def hashes(self) -> dict[str, str]:

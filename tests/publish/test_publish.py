@@ -204,6 +204,33 @@ def test_a_failed_chunk_stops_the_store_read_at_once(engine, drop, run, monkeypa
     assert not reading and failure.value is not None
 
 
+def test_a_failed_file_write_leaves_nothing_behind(
+    engine, drop, run, _isolated_home, monkeypatch
+) -> None:
+    """The files are written in a thread of their own per audience (`Snapshot`): an error
+    there fails the publication as one in the caller's would, with no folder and no thread
+    left, and the next publication starts clean."""
+    rows = [org_row(_no(i), 处罚决定日期="2026-05-01", **STANDARD) for i in range(1, 21)]
+    _load(drop, run, rows, "a.csv", date(2026, 11, 21))
+    real, calls = writer.Delta.add, []
+
+    def fails(self: writer.Delta, *args: object) -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise OSError("磁盘空间不足")
+        real(self, *args)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="磁盘空间不足"):
+        patched.setattr(writer.Delta, "add", fails)
+        publish(engine, date(2026, 11, 21), datasets=("penalty",), chunk_rows=3)
+    assert all(name.startswith("creditpipe-write-") for name in calls)
+    assert not [t for t in threading.enumerate() if t.name.startswith("creditpipe-write-")]
+    for root in (_isolated_home / "publish" / "penalty", _isolated_home / "restricted" / "penalty"):
+        assert not list(root.glob(".tmp-*")) and not (root / "2026-11-21").exists()
+    done = publish(engine, date(2026, 11, 21), datasets=("penalty",), chunk_rows=3).datasets[0]
+    assert done.result == "published" and done.rows == 20
+
+
 def test_sqlite_and_postgresql_publish_identical_files(tmp_path, monkeypatch) -> None:
     """The same drops loaded into both stores give the same bytes in every public file."""
     rows = [org_row(_no(i), 处罚决定日期="2026-05-01", 行政相对人名称=name, **STANDARD)
