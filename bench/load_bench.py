@@ -108,13 +108,18 @@ def child(url: str, parquet: Path) -> dict[str, Any]:
             with db.transaction(engine) as conn:
                 sink = FileLoad(conn, contract, reg.id)
                 rows = 0
-                for batch in pq.ParquetFile(parquet).iter_batches(batch_size=100_000):
-                    frame = batch.to_pandas(types_mapper=_types)
-                    if phase == "correct":
-                        change = frame["_row"] % 10 == 0
-                        frame.loc[change, "fine_amount"] = Decimal("123.45")
-                    sink.write(frame)
-                    rows += len(frame)
+                try:
+                    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=100_000):
+                        frame = batch.to_pandas(types_mapper=_types)
+                        if phase == "correct":
+                            change = frame["_row"] % 10 == 0
+                            frame.loc[change, "fine_amount"] = Decimal("123.45")
+                        sink.write(frame)
+                        rows += len(frame)
+                    sink.settle()  # the rows written behind (PostgreSQL) count as staging
+                except BaseException:
+                    sink.abandon()  # before the rollback, as etl.run._load does
+                    raise
                 staged = time.perf_counter()
                 counts = sink.merge()
         finally:
