@@ -244,3 +244,27 @@ def test_utf16_csv(write_csv: Callable[..., Path], check: Callable[..., CheckRes
     result = check(write_csv([org_row("U1"), org_row("U2")], encoding="utf-16"))
     assert result.encoding == "UTF-16"
     assert (result.rows_read, result.accepted) == (2, 2), result.rejections.to_dict("records")
+
+
+def test_odd_records_keep_their_numbers_across_many_blocks_and_chunks(
+    write_csv: Callable[..., Path], check: Callable[..., CheckResult]
+) -> None:
+    # Arrow parses blocks of 64 KiB and reports the odd records of each as it goes, ahead of
+    # the chunk being cut: numbering must hold across ~30 blocks and 40 chunks, with odd
+    # records in most of them and on both sides of their boundaries.
+    rows = [org_row(f"B{i:05d}") for i in range(4_000)]
+    path = write_csv(rows)
+    lines = _lines(path)  # header, B00000…, ""
+    wide, short = set(range(5, 4_000, 97)), set(range(50, 4_000, 89)) - set(range(5, 4_000, 97))
+    for i in wide:
+        lines[1 + i] += ",多出的内容"
+    for i in short:
+        lines[1 + i] = ",".join(lines[1 + i].split(",")[:5])
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    assert path.stat().st_size > 25 * 64 * 1024
+    result = check(path, chunk_rows=100)
+    assert result.rows_read == 4_000
+    by_row = result.rejections.groupby("row")["code"].apply(set).to_dict()
+    assert {row for row, codes in by_row.items() if "E_ROW_SHAPE" in codes} == {i + 2 for i in wide}
+    assert {row for row, codes in by_row.items() if "E_REQUIRED" in codes} == {i + 2 for i in short}
+    assert result.accepted == 4_000 - len(wide) - len(short)
