@@ -132,14 +132,13 @@ def _publish_one(
         roots = {PUBLIC: public_root, RESTRICTED: restricted_root}
         previous = {audience: writer.previous_folder(root, day) for audience, root in roots.items()}
         columns = {PUBLIC: ext.public, RESTRICTED: ext.restricted}
-        snapshots = {
-            audience: writer.Snapshot(
-                tmp[audience], dataset, columns[audience], ext.key, previous[audience], chunk
-            )
-            for audience in roots
-        }
+        snapshots: dict[str, writer.Snapshot] = {}
         titles = {c.name: c.title for c in ext.public}
         try:
+            for audience in roots:
+                snapshots[audience] = writer.Snapshot(
+                    tmp[audience], dataset, columns[audience], ext.key, previous[audience], chunk
+                )
             # Closed after a failure too: that stops the store's read-ahead thread at once.
             with contextlib.closing(ext.chunks) as chunks:
                 for public_rows, restricted_rows in chunks:
@@ -161,9 +160,12 @@ def _publish_one(
                         previous[audience], day, policy, snapshots[audience].hashes,
                     )
                 )  # fmt: skip
-        except Exception as exc:  # an error (not a crash): leave nothing behind, say why
+        except BaseException as exc:
             for snapshot in snapshots.values():
-                snapshot.discard()  # its thread writes no more into the folder
+                snapshot.discard()  # its thread writes no more (a snapshot closed: nothing to do)
+            if not isinstance(exc, Exception):  # an exit: the folders are left as a crash would
+                raise
+            # An error (not a crash): leave nothing behind, say why.
             for folder in tmp.values():
                 shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, CreditpipeError):
