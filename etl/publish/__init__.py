@@ -134,11 +134,17 @@ def _publish_one(
         columns = {PUBLIC: ext.public, RESTRICTED: ext.restricted}
         snapshots: dict[str, writer.Snapshot] = {}
         titles = {c.name: c.title for c in ext.public}
+        # PostgreSQL formats the rows in its own process: the files are written behind the
+        # preparing of the next chunk (1M rows: 11.3 → 10.1 s). SQLite formats them in this
+        # one, and that read is already the critical path with both cores busy: writing behind
+        # cost time there (8.97 → 9.20 s, means of eight interleaved runs), so it writes here.
+        behind = conn.dialect.name != "sqlite"
         try:
             for audience in roots:
                 snapshots[audience] = writer.Snapshot(
-                    tmp[audience], dataset, columns[audience], ext.key, previous[audience], chunk
-                )
+                    tmp[audience], dataset, columns[audience], ext.key, previous[audience], chunk,
+                    behind=behind,
+                )  # fmt: skip
             # Closed after a failure too: that stops the store's read-ahead thread at once.
             with contextlib.closing(ext.chunks) as chunks:
                 for public_rows, restricted_rows in chunks:

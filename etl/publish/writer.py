@@ -94,6 +94,8 @@ class Snapshot:
         key: list[str],
         previous: Path | None,
         chunk_rows: int,
+        *,
+        behind: bool = True,
     ) -> None:
         self.folder, self.dataset, self.columns, self.key = folder, dataset, columns, key
         self.schema = pa.schema([c.arrow_field() for c in columns]).with_metadata(
@@ -107,10 +109,14 @@ class Snapshot:
         self.chunk_rows = chunk_rows
         self.rows = 0
         self.counts: dict[str, int] = {}
-        # The files are encoded and written (Parquet, CSV, the delta's merge: mostly without
-        # the GIL) in a thread of their own, one chunk behind the preparing of the next in the
-        # caller's: on two cores the two overlap. See README › Benchmarks.
-        self._behind = WriteBehind(f"creditpipe-write-{folder.name}", backlog=WRITE_BACKLOG)
+        # `behind`: the files are encoded and written (Parquet, CSV, the delta's merge: mostly
+        # without the GIL) in a thread of their own, one chunk behind the preparing of the next
+        # in the caller's, so that on two cores the two overlap; else in the caller's thread.
+        self._behind = (
+            WriteBehind(f"creditpipe-write-{folder.name}", backlog=WRITE_BACKLOG)
+            if behind
+            else None
+        )
 
     def write(
         self, frame: pd.DataFrame, like: dict[str, Prepared] | None = None
@@ -121,12 +127,16 @@ class Snapshot:
         taken from it rather than converted, formatted and neutralised a second time. Returns
         this chunk's columns, for the next audience."""
         prepared = {c.name: _prepare(frame, c, (like or {}).get(c.name)) for c in self.columns}
-        self._behind.submit(self._emit, list(prepared.values()))
+        if self._behind is not None:
+            self._behind.submit(self._emit, list(prepared.values()))
+        else:
+            self._emit(list(prepared.values()))
         self.rows += len(frame)
         return prepared
 
     def _emit(self, prepared: list[Prepared]) -> None:
-        """Write one chunk's prepared columns to the files (in the write-behind thread)."""
+        """Write one chunk's prepared columns to the files (in the write-behind thread, if
+        any)."""
         table = pa.Table.from_arrays([p.typed for p in prepared], schema=self.schema)
         self.parquet.write_table(table, row_group_size=max(len(table), 1))
         names = table.column_names
@@ -141,7 +151,8 @@ class Snapshot:
 
     def close(self) -> dict[str, int]:
         """Write what is still behind, close the files; the delta's count of rows per op."""
-        self._behind.close()
+        if self._behind is not None:
+            self._behind.close()
         self.parquet.close()
         self.file.close()
         self.csv.close()
@@ -150,7 +161,8 @@ class Snapshot:
 
     def discard(self) -> None:
         """Give up (the publication failed): stop writing, so the folder can be removed."""
-        self._behind.discard()
+        if self._behind is not None:
+            self._behind.discard()
 
     @property
     def hashes(self) -> dict[str, str]:
