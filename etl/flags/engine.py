@@ -296,7 +296,12 @@ def _matching_records(
     natural_key = load_contract(dataset).natural_key
     matches = {name: _Matches(scratch / dataset / name) for name in subjects}
     unidentified.update(dict.fromkeys((r.id for r in rules), 0))
-    for frame in state_as_of(conn, dataset, as_of, chunk_rows=chunk, columns=sorted(columns)):
+    # In the store's own order: evaluation does not depend on it (`_Matches`), and on
+    # PostgreSQL the key order is a sort of every record before the first arrives.
+    state = state_as_of(
+        conn, dataset, as_of, chunk_rows=chunk, columns=sorted(columns), ordered=False
+    )
+    for frame in state:
         masks = _rule_masks(rules, frame)
         for name, subject in subjects.items():
             mine = [r for r in rules if r.subject == name]

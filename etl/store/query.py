@@ -50,11 +50,13 @@ def as_of_query(
     active_only: bool = True,
     columns: list[str] | None = None,
     dialect: str = "sqlite",
+    ordered: bool = True,
 ) -> sa.Select[Any]:
     """The versions open at the end of `day` (one per record), ordered by the natural key in
     code-point order on every database (PostgreSQL's locale collation would order differently
     from SQLite, and published files must not depend on the store); `columns` narrows the select
-    (the natural key and status fields always come)."""
+    (the natural key and status fields always come). `ordered=False`: in whatever order the
+    database finds them, for a reader whose answer does not depend on it."""
     table = record_table(dataset)
     cutoff = end_of_day(day)
     names = [c.name for c in table.c] if columns is None else _with_keys(dataset, columns)
@@ -71,6 +73,8 @@ def as_of_query(
     )
     if active_only:
         query = query.where(table.c.state == ACTIVE)
+    if not ordered:
+        return query
     key = [table.c[k] for k in _natural_key(dataset)]
     if dialect == "postgresql":
         return query.order_by(*(sa.collate(k, "C") for k in key))
@@ -86,8 +90,10 @@ def state_as_of(
     chunk_rows: int = DEFAULT_CHUNK,
     columns: list[str] | None = None,
     where: Where | None = None,
+    ordered: bool = True,
 ) -> Generator[pd.DataFrame, None, None]:
-    """The as-of state in chunks of at most `chunk_rows` rows (memory stays flat).
+    """The as-of state in chunks of at most `chunk_rows` rows (memory stays flat), in key
+    order unless `ordered=False` (`as_of_query`).
 
     `where` (a condition on the record table) leaves the rows it does not hold for in the
     database, unformatted; they still count towards their chunk's `chunk_rows`, so each chunk
@@ -101,8 +107,9 @@ def state_as_of(
     columns afterwards) cost most of a read. It runs on `conn`'s own DB-API connection, inside
     its transaction and snapshot (`db.reading`), and streams like `stream_results` did."""
     query = as_of_query(
-        dataset, day, active_only=active_only, columns=columns, dialect=conn.dialect.name
-    )
+        dataset, day, active_only=active_only, columns=columns, dialect=conn.dialect.name,
+        ordered=ordered,
+    )  # fmt: skip
     contract = load_contract(dataset)
     names = [c.name for c in query.selected_columns]
     types = _arrow_types(dataset, names)

@@ -4,7 +4,7 @@ partition files (a large store), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -47,6 +47,49 @@ def test_spilled_evaluation_equals_in_memory_evaluation(
     pd.testing.assert_frame_equal(spilled.flags, held.flags)
     pd.testing.assert_frame_equal(spilled.evidence, held.evidence)
     assert spilled.unidentified == held.unidentified
+
+
+def test_evaluation_does_not_depend_on_the_order_the_store_hands_records_over(
+    engine: Engine,
+    _isolated_home: Path,
+    run: Callable[..., RunSummary],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine reads the store in the database's own order (`ordered=False`: no sort of
+    every record on PostgreSQL); in key order, or with every chunk and the chunks reversed,
+    held or spilled, the evaluation is the same."""
+    for dataset, rows in (("penalty", 6_000), ("abnormal_patent", 3_000)):
+        folder = _isolated_home / "inbox" / OFFICES[dataset] / dataset
+        folder.mkdir(parents=True)
+        generate_file(dataset, rows, folder / f"{dataset}.csv", seed=7, error_rate=0.0)
+    assert not run(AS_OF).failed
+    policy = load_policy()
+    read = flag_engine.state_as_of
+    orders: list[bool] = []
+
+    def in_key_order(*args: object, **kwargs: object) -> Iterator[pd.DataFrame]:
+        orders.append(bool(kwargs.pop("ordered")))
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    def reversed_order(*args: object, **kwargs: object) -> Iterator[pd.DataFrame]:
+        orders.append(bool(kwargs.pop("ordered")))
+        chunks = [chunk.iloc[::-1] for chunk in read(*args, **kwargs)]  # type: ignore[arg-type]
+        return iter(chunks[::-1])
+
+    with engine.connect() as conn:
+        as_read = evaluate(conn, AS_OF, policy, chunk_rows=1_000)
+        monkeypatch.setattr(flag_engine, "state_as_of", in_key_order)
+        keyed = evaluate(conn, AS_OF, policy, chunk_rows=1_000)
+        monkeypatch.setattr(flag_engine, "state_as_of", reversed_order)
+        backwards = evaluate(conn, AS_OF, policy, chunk_rows=1_000)
+        monkeypatch.setattr(flag_engine, "SPILL_ROWS", 100)
+        spilled_backwards = evaluate(conn, AS_OF, policy, chunk_rows=1_000)
+    assert set(orders) == {False}  # the engine asks for no order
+    assert {"SD-IP-REPEAT", "SD-PATENT-MASS"} <= set(keyed.flags["rule_id"])
+    for other in (as_read, backwards, spilled_backwards):
+        pd.testing.assert_frame_equal(other.flags, keyed.flags)
+        pd.testing.assert_frame_equal(other.evidence, keyed.evidence)
+        assert other.unidentified == keyed.unidentified
 
 
 def test_an_evaluation_spilled_to_disk_comes_back_exactly(
