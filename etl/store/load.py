@@ -1,10 +1,11 @@
 """Loading one checked file into the store: stage in bulk, then one set-based versioned merge.
 
 `FileLoad` is the `AcceptedSink` that `etl.check.check_file` streams into. Accepted rows go to a
-staging table (PostgreSQL: a temporary table, by COPY; a SQLite store file: a private staging
-file written from Arrow, attached for the merge, `_ArrowStage`; an in-memory SQLite store: a
-temporary table, by executemany); rejected rows go to `rejected_row` with their raw cells as
-JSON. `merge` then applies the versioned upsert in SQL:
+staging table (PostgreSQL: a temporary table, by COPY in a thread beside the check, which the
+caller settles before the merge and abandons before a rollback; a SQLite store file: a private
+staging file written from Arrow, attached for the merge, `_ArrowStage`; an in-memory SQLite
+store: a temporary table, by executemany); rejected rows go to `rejected_row` with their raw
+cells as JSON. `merge` then applies the versioned upsert in SQL:
 
 - a key not in the store → version 1;
 - the same key with identical content (and the same revoked/active state) → nothing;
