@@ -93,13 +93,18 @@ class WriteBehind:
         self._slots = threading.Semaphore(backlog + 1)  # calls submitted, not yet finished
         self._error: BaseException | None = None
         self._skip = False  # discarding: the calls still waiting are dropped
+        self._stopping = False  # the end is queued: no more calls
+        # Set by the thread itself as it ends. Not Thread.join/is_alive: on Python 3.11 a join
+        # interrupted by a signal handler's exception (Ctrl-C, Airflow's execution_timeout)
+        # marks the thread stopped while it still runs, and every later join returns at once.
+        self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, call: Callable[..., object], *args: Any) -> None:
         """Run `call(*args)` after the calls before it (see the class for when this waits)."""
         self._raise()
-        if not self._thread.is_alive():
+        if self._stopping:
             raise RuntimeError("WriteBehind: submit after close")
         self._slots.acquire()  # the thread releases a slot after every call, run or dropped
         self._calls.put((call, args))
@@ -110,22 +115,30 @@ class WriteBehind:
         self._raise()
 
     def discard(self) -> None:
-        """Drop the calls still waiting and wait for the running one; errors are dropped too."""
+        """Drop the calls still waiting and wait for the running one; errors are dropped too.
+        Also after a `close` that an exception interrupted while it waited."""
         self._skip = True
         self._stop()
 
     def _stop(self) -> None:
-        if self._thread.is_alive():
+        if not self._stopping:
+            self._stopping = True
             self._calls.put(None)
-            self._thread.join()
+        self._finished.wait()
 
     def _raise(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
             self._skip = True  # nothing after the error runs, and it is raised once
+            error, self._error = self._error, None
             raise error
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._finished.set()
+
+    def _serve(self) -> None:
         while (item := self._calls.get()) is not None:
             try:
                 if self._error is None and not self._skip:

@@ -10,6 +10,7 @@ from collections.abc import Generator
 import pytest
 
 from etl.overlap import WriteBehind, read_ahead
+from tests.interrupts import Interrupted, interrupted_after
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -150,3 +151,30 @@ def test_write_behind_with_no_backlog_runs_one_call_at_a_time_beside_the_caller(
     behind.submit(lambda: None)  # waits for the first call to finish
     assert release.is_set() and time.monotonic() - waited >= 0.1
     behind.close()
+
+
+def test_write_behind_discard_after_an_interrupted_close_still_waits_and_drops() -> None:
+    """On Python 3.11 an interrupted Thread.join marks the thread stopped while it runs on; a
+    WriteBehind waits on its own signal instead, so a discard after an interrupted close still
+    waits for the running call, drops the waiting one, and submit refuses."""
+    started = threading.Event()
+    done: list[int] = []
+
+    def slow(i: int) -> None:
+        started.set()
+        time.sleep(0.5)
+        done.append(i)
+
+    behind = WriteBehind("test-behind", backlog=1)
+    behind.submit(slow, 1)
+    assert started.wait(5)
+    behind.submit(slow, 2)  # waits behind the running call
+    with pytest.raises(Interrupted), interrupted_after(0.1):
+        behind.close()
+    behind.discard()
+    assert done == [1]  # the running call ended before discard returned; the waiting one never ran
+    with pytest.raises(RuntimeError, match="after close"):
+        behind.submit(slow, 3)
+    time.sleep(0.6)
+    assert done == [1]
+    assert not _threads("test-behind")

@@ -1,8 +1,9 @@
 """PostgreSQL loads COPY the check's rows in a thread of their own (`FileLoad._behind`).
 
 What must hold: a COPY that fails fails that file only, with nothing loaded; a check that fails
-in the caller's thread stops the COPYs before the transaction rolls back (no COPY under way or
-started after it); no thread is left either way; the next run loads the file whole.
+in the caller's thread, or a load interrupted while it waits for the COPYs (Ctrl-C, Airflow's
+execution_timeout), stops them before the transaction rolls back (no COPY under way or started
+after it); no thread is left either way; the next run loads the file whole.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from etl.run import RunSummary, run_inbox
 from etl.store import db, load
 from etl.store.schema import record_table, source_file
 from tests.fixtures.build import HEADER, org_row, to_csv
+from tests.interrupts import Interrupted, interrupted_after
 from tests.store_fixtures import postgres_schema
 
 pytestmark = pytest.mark.postgres
@@ -129,6 +131,57 @@ def test_a_failed_check_stops_the_copies_before_the_rollback(
     # Every COPY that started ended before the rollback; none started after it.
     assert before.count("copy start") == before.count("copy end") >= 1
     assert "copy start" not in events[first_rollback:]
+    assert not _copy_threads()
+    assert _stored(pg_engine) == (0, ["failed"])
+    again = _run(_isolated_home, pg_engine).files[0]
+    assert (again.status, again.inserted) == ("loaded", ROWS)
+
+
+def test_a_load_interrupted_while_settling_stops_the_copies_before_the_rollback(
+    pg_engine: Engine, _isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_copy, real_settle = load.bulk_insert, load.FileLoad.settle
+    settling = threading.Event()
+
+    def slow_copy(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+        events.append("copy start")
+        if table.name == "stage_penalty" and frame["source_row"].max() == ROWS:
+            # The last chunk but one (the last holds the last record, spreadsheet row ROWS + 1):
+            # the check ends with this COPY under way and the last one waiting behind it.
+            assert settling.wait(10)
+            time.sleep(0.3)
+        real_copy(conn, table, frame)
+        events.append("copy end")
+
+    def settle(self: load.FileLoad) -> None:
+        settling.set()
+        try:
+            with interrupted_after(0.1):  # while settle waits for the COPYs
+                real_settle(self)
+        except Interrupted:
+            events.append("interrupted")
+            raise
+
+    def rolled_back(conn: sa.Connection) -> None:
+        events.append("rollback")
+
+    _drop(_isolated_home)
+    event.listen(pg_engine, "rollback", rolled_back)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(load, "bulk_insert", slow_copy)
+            patched.setattr(load.FileLoad, "settle", settle)
+            failed = _run(_isolated_home, pg_engine).files[0]
+    finally:
+        event.remove(pg_engine, "rollback", rolled_back)
+    assert (failed.status, failed.code) == ("failed", "E_INTERNAL")
+    interrupted, first_rollback = events.index("interrupted"), events.index("rollback")
+    assert interrupted < first_rollback
+    # The COPY under way when the interrupt came ended before the rollback; the one waiting
+    # behind it never started.
+    assert events[interrupted:first_rollback].count("copy end") == 1
+    assert "copy start" not in events[interrupted:]
     assert not _copy_threads()
     assert _stored(pg_engine) == (0, ["failed"])
     again = _run(_isolated_home, pg_engine).files[0]
