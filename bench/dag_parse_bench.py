@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -83,6 +84,13 @@ def main() -> int:
 
 def measure(dags: Path, repeat: int) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="creditpipe-parse-"))
+    try:
+        return _measure(dags, repeat, scratch)
+    finally:  # every test run left one behind (Airflow's logs folder)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _measure(dags: Path, repeat: int, scratch: Path) -> dict[str, Any]:
     os.environ.update(
         {
             "AIRFLOW_HOME": str(scratch / "airflow"),
