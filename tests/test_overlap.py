@@ -120,23 +120,28 @@ def test_write_behind_close_raises_an_error_of_the_last_call() -> None:
         behind.submit(print)
 
 
-def test_write_behind_discard_waits_for_the_running_call_and_drops_the_rest() -> None:
-    started, release = threading.Event(), threading.Event()
-    done: list[int] = []
+def _one_running_one_waiting(done: list[int], seconds: float) -> WriteBehind:
+    """A WriteBehind running call 1 (for `seconds`) with call 2 waiting behind it."""
+    started = threading.Event()
 
     def slow(i: int) -> None:
         started.set()
-        release.wait(5)
+        time.sleep(seconds)
         done.append(i)
 
     behind = WriteBehind("test-behind", backlog=1)
-    behind.submit(slow, 0)
+    behind.submit(slow, 1)
     assert started.wait(5)
-    behind.submit(slow, 1)  # waits behind the running one
-    threading.Timer(0.1, release.set).start()
+    behind.submit(slow, 2)
+    return behind
+
+
+def test_write_behind_discard_waits_for_the_running_call_and_drops_the_rest() -> None:
+    done: list[int] = []
+    behind = _one_running_one_waiting(done, 0.3)
     behind.discard()
     # The running call ended before discard returned; the waiting one never ran.
-    assert done == [0]
+    assert done == [1]
     assert not _threads("test-behind")
 
 
@@ -157,24 +162,14 @@ def test_write_behind_discard_after_an_interrupted_close_still_waits_and_drops()
     """On Python 3.11 an interrupted Thread.join marks the thread stopped while it runs on; a
     WriteBehind waits on its own signal instead, so a discard after an interrupted close still
     waits for the running call, drops the waiting one, and submit refuses."""
-    started = threading.Event()
     done: list[int] = []
-
-    def slow(i: int) -> None:
-        started.set()
-        time.sleep(0.5)
-        done.append(i)
-
-    behind = WriteBehind("test-behind", backlog=1)
-    behind.submit(slow, 1)
-    assert started.wait(5)
-    behind.submit(slow, 2)  # waits behind the running call
+    behind = _one_running_one_waiting(done, 0.5)
     with pytest.raises(Interrupted), interrupted_after(0.1):
         behind.close()
     behind.discard()
     assert done == [1]  # the running call ended before discard returned; the waiting one never ran
     with pytest.raises(RuntimeError, match="after close"):
-        behind.submit(slow, 3)
+        behind.submit(done.append, 3)
     time.sleep(0.6)
     assert done == [1]
     assert not _threads("test-behind")

@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import etl.check as checking
-from etl.run import RunSummary, run_inbox
+from etl.run import FileOutcome, RunSummary, run_inbox
 from etl.store import db, load
 from etl.store.schema import record_table, source_file
 from tests.fixtures.build import HEADER, org_row, to_csv
@@ -54,6 +54,29 @@ def _drop(home: Path) -> None:
 
 def _run(home: Path, engine: Engine) -> RunSummary:
     return run_inbox(as_of=DAY, home=home, engine=engine, publish=False)
+
+
+def _run_noting_rollbacks(
+    engine: Engine,
+    home: Path,
+    events: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    patches: list[tuple[object, str, object]],
+) -> FileOutcome:
+    """The outcome of running a drop with `patches` in place, each rollback noted in `events`."""
+
+    def rolled_back(conn: sa.Connection) -> None:
+        events.append("rollback")
+
+    _drop(home)
+    event.listen(engine, "rollback", rolled_back)
+    try:
+        with monkeypatch.context() as patched:
+            for target, name, value in patches:
+                patched.setattr(target, name, value)
+            return _run(home, engine).files[0]
+    finally:
+        event.remove(engine, "rollback", rolled_back)
 
 
 def _copy_threads() -> list[threading.Thread]:
@@ -112,18 +135,10 @@ def test_a_failed_check_stops_the_copies_before_the_rollback(
             raise RuntimeError("the check broke on the fourth chunk")
         return real_validate(*args, **kwargs)  # type: ignore[arg-type]
 
-    def rolled_back(conn: sa.Connection) -> None:
-        events.append("rollback")
-
-    _drop(_isolated_home)
-    event.listen(pg_engine, "rollback", rolled_back)
-    try:
-        with monkeypatch.context() as patched:
-            patched.setattr(load, "bulk_insert", slow_copy)
-            patched.setattr(checking, "validate_chunk", validate)
-            failed = _run(_isolated_home, pg_engine).files[0]
-    finally:
-        event.remove(pg_engine, "rollback", rolled_back)
+    failed = _run_noting_rollbacks(
+        pg_engine, _isolated_home, events, monkeypatch,
+        [(load, "bulk_insert", slow_copy), (checking, "validate_chunk", validate)],
+    )  # fmt: skip
     assert (failed.status, failed.code) == ("failed", "E_INTERNAL")
     first_rollback = events.index("rollback")
     before = events[:first_rollback]
@@ -163,18 +178,10 @@ def test_a_load_interrupted_while_settling_stops_the_copies_before_the_rollback(
             events.append("interrupted")
             raise
 
-    def rolled_back(conn: sa.Connection) -> None:
-        events.append("rollback")
-
-    _drop(_isolated_home)
-    event.listen(pg_engine, "rollback", rolled_back)
-    try:
-        with monkeypatch.context() as patched:
-            patched.setattr(load, "bulk_insert", slow_copy)
-            patched.setattr(load.FileLoad, "settle", settle)
-            failed = _run(_isolated_home, pg_engine).files[0]
-    finally:
-        event.remove(pg_engine, "rollback", rolled_back)
+    failed = _run_noting_rollbacks(
+        pg_engine, _isolated_home, events, monkeypatch,
+        [(load, "bulk_insert", slow_copy), (load.FileLoad, "settle", settle)],
+    )  # fmt: skip
     assert (failed.status, failed.code) == ("failed", "E_INTERNAL")
     interrupted, first_rollback = events.index("interrupted"), events.index("rollback")
     assert interrupted < first_rollback
