@@ -98,8 +98,7 @@ class WriteBehind:
         # interrupted by a signal handler's exception (Ctrl-C, Airflow's execution_timeout)
         # marks the thread stopped while it still runs, and every later join returns at once.
         self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def submit(self, call: Callable[..., object], *args: Any) -> None:
         """Run `call(*args)` after the calls before it (see the class for when this waits)."""

@@ -293,12 +293,8 @@ def _load(
             if files.lock_for_load(conn, reg.id) in PROCESSED:
                 raise _AlreadyLoaded
             sink = FileLoad(conn, contract, reg.id)
-            try:
+            with sink.writing():  # every row written behind the check is in, or none goes on
                 result = check_file(path, contract.dataset, office=office, as_of=as_of, sink=sink)
-                sink.settle()  # every row written behind the check is in
-            except BaseException:
-                sink.abandon()  # before the rollback: no COPY may still be under way then
-                raise
             if result.file_errors:
                 raise _Unreadable(result)
             counts = sink.merge()

@@ -441,6 +441,18 @@ class FileLoad:
             self._behind.discard()
             self._behind = None
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The block that writes the rows (the check). Leaving it, every row written behind is
+        in (`settle`, its error raised); failing in it, nothing more goes to the connection
+        (`abandon`), so the caller's rollback cannot meet a COPY under way."""
+        try:
+            yield
+            self.settle()
+        except BaseException:
+            self.abandon()
+            raise
+
     def close(self) -> None:
         """Stop writing and remove the staging file, if any (the temporary tables end with the
         connection or are dropped by `merge`)."""
