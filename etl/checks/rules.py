@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -20,7 +20,14 @@ from etl.checks.codes import message
 from etl.checks.identifiers import check_resident_id, check_uscc
 from etl.contracts import Condition, Contract, FieldSpec
 from etl.intake.header import HeaderMap
-from etl.intake.normalise import Parsed, Problem, parse_field, positive, to_timestamp
+from etl.intake.normalise import (
+    Parsed,
+    ParseMemo,
+    Problem,
+    parse_field,
+    positive,
+    to_timestamp,
+)
 from etl.intake.readers import EXTRA, ROW
 from etl.offices import Office
 from etl.text import STR, arrow_strings
@@ -37,6 +44,8 @@ class ChunkContext:
     header: HeaderMap
     office: Office | None
     as_of: date
+    # Parsed distinct values of the file's earlier chunks, per field (normalise.ParseMemo).
+    memos: dict[str, ParseMemo] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -186,7 +195,8 @@ def validate_chunk(raw: pd.DataFrame, ctx: ChunkContext) -> ChunkOutcome:
     def parse(spec: FieldSpec) -> None:
         binding = bindings.get(spec.name)
         unit = binding.alias.unit if binding else spec.unit
-        parsed[spec.name] = parse_field(spec, texts[spec.name], contract, unit=unit)
+        memo = ctx.memos.setdefault(spec.name, ParseMemo())
+        parsed[spec.name] = parse_field(spec, texts[spec.name], contract, unit=unit, memo=memo)
 
     for spec in contract.fields:
         if spec.type in _FIRST:

@@ -10,6 +10,7 @@ lose whitespace; names and free text keep their characters and are only trimmed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -77,27 +78,142 @@ class Parsed:
     problems: list[Problem] = field(default_factory=list)
 
 
-def parse_field(spec: FieldSpec, raw: pd.Series, contract: Contract, *, unit: str | None) -> Parsed:
+def parse_field(
+    spec: FieldSpec,
+    raw: pd.Series,
+    contract: Contract,
+    *,
+    unit: str | None,
+    memo: ParseMemo | None = None,
+) -> Parsed:
     """Normalise `raw` (text as read) according to the field's type.
 
     Every parser is a function of one cell's text, so a column with repeated values (dates,
     amounts, categories, an authority's name) is parsed once per distinct value and the
-    outcome spread back to the rows: the same result for a fraction of the work.
+    outcome spread back to the rows: the same result for a fraction of the work. With a `memo`
+    (one per field and file, `ParseMemo`), a distinct value already parsed in an earlier chunk
+    is not parsed again.
     """
     repeated = distinct_values(raw)
     if repeated is not None:
         codes, distinct = repeated
+        if memo is not None:
+            return memo.outcome(
+                distinct, codes, raw.index, lambda d: _parse(spec, d, contract, unit)
+            )
         return _spread(_parse(spec, distinct, contract, unit), codes, raw.index)
     return _parse(spec, raw, contract, unit)
+
+
+class ParseMemo:
+    """The parsed outcomes of one field's distinct texts in the earlier chunks of a file.
+
+    A file's dates, amounts and categories repeat across its chunks as much as within one:
+    in a 1,000,000-row file most distinct values of a 50,000-row chunk were already seen. Each
+    chunk's distinct texts are looked up here (one Arrow hash look-up); only the new ones are
+    parsed, kept, and the rows take their outcome straight from the kept ones. The outcome is
+    the same as parsing every chunk afresh, for the parsers are functions of one cell's text
+    (the field, the contract and the column's unit are fixed for a file).
+
+    At most `LIMIT` texts are kept per field, so memory stays bounded whatever the file's size.
+    A field whose chunk brings mostly new values (a licence number) turns its memo off, as does
+    a parser whose outcome changes form between chunks (a problem only some chunks report,
+    another dtype): each chunk is then parsed afresh, as without one.
+    """
+
+    LIMIT = 65_536
+
+    def __init__(self) -> None:
+        self.texts: pa.Array | None = None  # large_string, aligned with `parsed`
+        self.parsed: Parsed | None = None  # indexed 0..n-1
+        self.off = False
+
+    def outcome(
+        self,
+        distinct: pd.Series,
+        codes: np.ndarray,
+        index: pd.Index,
+        parse: Callable[[pd.Series], Parsed],
+    ) -> Parsed:
+        """The outcome for rows whose texts are `distinct[codes]` (see `parse_field`)."""
+        if self.off:
+            return _spread(parse(distinct), codes, index)
+        texts = pa.array(distinct, type=pa.large_string())
+        if self.texts is None or self.parsed is None:
+            parsed = parse(distinct)
+            if len(texts) <= self.LIMIT:
+                self.texts, self.parsed = texts, parsed
+            return _spread(parsed, codes, index)
+        at = pc.fill_null(pc.index_in(texts, value_set=self.texts), -1).to_numpy()
+        at = at.astype(np.int64)
+        new = at < 0
+        if new.sum() * 2 > len(new):  # mostly new values: keeping them would not pay
+            self.off = True
+            self.texts = self.parsed = None
+            return _spread(parse(distinct), codes, index)
+        source = self.parsed
+        if new.any():
+            fresh = parse(distinct[new].reset_index(drop=True))
+            if _form(fresh) != _form(self.parsed):
+                self.off = True
+                self.texts = self.parsed = None
+                return _spread(parse(distinct), codes, index)
+            start = len(self.texts)
+            at[new] = np.arange(start, start + int(new.sum()))
+            source = _concat(self.parsed, fresh)
+            if len(source.values) <= self.LIMIT:
+                self.texts = pa.concat_arrays([self.texts, texts.filter(pa.array(new))])
+                self.parsed = source
+        return _spread(source, at[codes], index)
+
+
+def _form(parsed: Parsed) -> tuple[object, ...]:
+    """What must agree for two outcomes to be kept as one: dtypes, problems and messages."""
+    return (
+        parsed.values.dtype,
+        parsed.present.dtype,
+        tuple(
+            (
+                p.code,
+                p.mask.dtype,
+                p.message if isinstance(p.message, str) else p.message.dtype,
+                None if p.suffix is None else p.suffix.dtype,
+            )
+            for p in parsed.problems
+        ),
+    )
+
+
+def _concat(first: Parsed, then: Parsed) -> Parsed:
+    """Two outcomes of the same form, one after the other (indexed 0..n-1)."""
+
+    def joined(a: pd.Series, b: pd.Series) -> pd.Series:
+        return pd.concat([a, b], ignore_index=True)
+
+    return Parsed(
+        joined(first.values, then.values),
+        joined(first.present, then.present),
+        [
+            Problem(
+                joined(p.mask, q.mask),
+                p.code,
+                p.message
+                if isinstance(p.message, str) or isinstance(q.message, str)
+                else joined(p.message, q.message),
+                None if p.suffix is None or q.suffix is None else joined(p.suffix, q.suffix),
+            )
+            for p, q in zip(first.problems, then.problems, strict=True)
+        ],
+    )
 
 
 def _spread(parsed: Parsed, codes: np.ndarray, index: pd.Index) -> Parsed:
     """The outcome for distinct values, taken back to the rows (`codes`: row → distinct)."""
 
     def take(values: pd.Series) -> pd.Series:
-        taken = values.take(codes)
-        taken.index = index
-        return taken
+        # The array's own take: Series.take went through the block manager, a third of the time
+        # for these columns of ~50,000 rows.
+        return pd.Series(values.array.take(codes), index=index, name=values.name, copy=False)
 
     return Parsed(
         take(parsed.values),

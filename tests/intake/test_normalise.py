@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from etl.contracts import load_contract
-from etl.intake.normalise import parse_field
+from etl.intake.normalise import Parsed, ParseMemo, parse_field
 
 PENALTY = load_contract("penalty")
 
@@ -171,3 +171,93 @@ def test_repeated_values_are_parsed_once_with_the_same_outcome(
         assert hits_whole == hits_single
     assert whole.values.dtype == parse(field, values).values.dtype
     assert list(whole.values.index) == list(range(len(rows)))
+
+
+def _outcome(parsed: Parsed) -> list[tuple[object, ...]]:
+    """Per row: value, presence, and the problems that hit it (code, message, suffix)."""
+    rows = []
+    for i in range(len(parsed.values)):
+        value = parsed.values.iloc[i]
+        hits = sorted(
+            (
+                p.code,
+                p.message.iloc[i] if isinstance(p.message, pd.Series) else p.message,
+                None if p.suffix is None else p.suffix.iloc[i],
+            )
+            for p in parsed.problems
+            if p.mask.iloc[i]
+        )
+        rows.append((None if pd.isna(value) else value, bool(parsed.present.iloc[i]), hits))
+    return rows
+
+
+_CHUNKS = {
+    # field: (values of the first chunk, values new in later chunks)
+    "decision_date": (
+        ["2023-05-11", "20230511", "45057", "2023-02-30", "", "明天", " 2023/5/11 "],
+        ["2024年1月2日", "1899-01-01", "2024-01-02"],
+    ),
+    "fine_amount": (["5", "1,100元", "-5", "5美元", "", "0.2万元"], ["１２万元", "1e3", "7"]),
+    "penalty_categories": (
+        ["罚款；警告", "吊销营业执照,罚款", "", "警告、罚款、警告"],
+        ["罚款;拘役"],
+    ),
+    "subject_type": (["法人", "个体户", "自 然 人", ""], ["外星人", "自然人"]),
+    "subject_uscc": (["９１１１０１０８５５１３８５０８２ｑ", " 91110108 551385082q ", ""], ["X"]),
+}
+
+
+@pytest.mark.parametrize("field", sorted(_CHUNKS))
+def test_a_memo_across_chunks_gives_the_outcome_of_parsing_each_chunk_afresh(field: str) -> None:
+    # A file's chunks share one memo per field: values seen in an earlier chunk are not parsed
+    # again. Each chunk's outcome must be exactly the one without a memo, including chunks
+    # that bring new values, problems the first chunk never had, and record-number indexes.
+    first, later = _CHUNKS[field]
+    chunks = [
+        (first * 300)[:1500],
+        ([*first, *later] * 300)[:1500],
+        (later * 600)[:1500],
+        list(reversed((first * 300)[:1500])),
+    ]
+    memo = ParseMemo()
+    spec = PENALTY.field(field)
+    start = 0
+    for values in chunks:
+        raw = pd.Series(values, dtype="str", index=pd.RangeIndex(start, start + len(values)))
+        start += len(values)
+        kept = parse_field(spec, raw, PENALTY, unit="万元", memo=memo)
+        afresh = parse_field(spec, raw, PENALTY, unit="万元")
+        assert _outcome(kept) == _outcome(afresh)
+        assert kept.values.dtype == afresh.values.dtype
+        assert list(kept.values.index) == list(raw.index)
+    assert memo.off or memo.texts is not None  # the memo was used, not bypassed
+
+
+def test_a_memo_stops_for_mostly_new_values_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = PENALTY.field("decision_date")
+
+    def chunk(days: range) -> pd.Series:
+        dates = [str(dt.date(2000, 1, 1) + dt.timedelta(days=d)) for d in days]
+        return pd.Series((dates * 4)[: 4 * len(days)], dtype="str")
+
+    # Mostly new values in a later chunk: the memo turns off, and the outcome is unchanged.
+    memo = ParseMemo()
+    for days in (range(0, 400), range(400, 800)):
+        raw = chunk(days)
+        assert _outcome(parse_field(spec, raw, PENALTY, unit=None, memo=memo)) == _outcome(
+            parse_field(spec, raw, PENALTY, unit=None)
+        )
+    assert memo.off and memo.texts is None
+
+    # Room for fewer values than seen: the memo keeps what fits, and answers the same.
+    monkeypatch.setattr(ParseMemo, "LIMIT", 450)
+    memo = ParseMemo()
+    for days in (range(0, 400), range(100, 500), range(150, 550)):
+        raw = chunk(days)
+        assert _outcome(parse_field(spec, raw, PENALTY, unit=None, memo=memo)) == _outcome(
+            parse_field(spec, raw, PENALTY, unit=None)
+        )
+        assert memo.texts is not None and len(memo.texts) <= 450
+    assert not memo.off
