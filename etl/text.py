@@ -146,6 +146,15 @@ def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     return codes, pd.Series(encoded.dictionary, dtype=STR)
 
 
+def spread(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Per-distinct `values` taken back to the rows (`codes`: row → distinct), on `index`.
+
+    The array's own take: `Series.take` went through the block manager, about a third of the
+    time for columns of ~50,000 rows.
+    """
+    return pd.Series(values.array.take(codes), index=index, name=values.name, copy=False)
+
+
 def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
     """`factorize(values)` when a column repeats its values (at most one distinct value in two
     rows), else None. A column whose first rows are (almost) all different is not tried: a

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.text import STR, arrow_strings, distinct_values, extract
+from etl.text import STR, arrow_strings, distinct_values, extract, spread
 
 # GB 32100-2015: alphabet without I O S V Z; a character's value is its index.
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -76,12 +76,10 @@ def _per_distinct(values: pd.Series, check: Callable[[pd.Series], _Outcome]) -> 
         return check(values)
     codes, distinct = repeated
     outcome = check(distinct)
-    spread = {}
-    for f in fields(outcome):
-        column = getattr(outcome, f.name).take(codes)
-        column.index = values.index
-        spread[f.name] = column
-    return replace(outcome, **spread)
+    return replace(
+        outcome,
+        **{f.name: spread(getattr(outcome, f.name), codes, values.index) for f in fields(outcome)},
+    )
 
 
 def check_uscc(values: pd.Series) -> CheckOutcome:
