@@ -391,9 +391,17 @@ def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | No
     ambiguous = well_formed & effective.isna()
     negative = well_formed & number.str.startswith("-").fillna(False)
 
-    usable = (well_formed & ~ambiguous & ~negative).astype(bool)
+    # What the wide decimal below cannot hold: more than 8 decimal places (rejected, not
+    # silently cut), more than 20 integer digits (too large either way).
+    too_precise = (well_formed & number.str.contains(r"\.\d{9}", regex=True).fillna(False)).astype(
+        bool
+    )
+    too_large = (well_formed & number.str.contains(r"\d{21}", regex=True).fillna(False)).astype(
+        bool
+    )
+    too_large &= ~too_precise
+    usable = (well_formed & ~ambiguous & ~negative & ~too_precise & ~too_large).astype(bool)
     values = pd.Series(pd.NA, index=text.index, dtype=_AMOUNT_DTYPE)
-    too_large = pd.Series(False, index=text.index)
     if usable.any():
         wide = pa.array(number[usable].to_numpy(dtype=object), type=pa.string()).cast(_WIDE_DECIMAL)
         in_yuan = pa.array((effective[usable] == "元").to_numpy(dtype=bool))
@@ -419,6 +427,7 @@ def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | No
         ),
         Problem(negative, "E_AMOUNT_INVALID", reason("不能为负数")),
         Problem(too_large, "E_AMOUNT_INVALID", reason("超出 decimal(18,6) 万元的范围")),
+        Problem(too_precise, "E_AMOUNT_INVALID", reason("小数位数过多：最多 8 位小数")),
     ]
     return Parsed(values, present, problems)
 
