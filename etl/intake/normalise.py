@@ -149,15 +149,13 @@ class ParseMemo:
         at = at.astype(np.int64)
         new = at < 0
         if new.sum() * 2 > len(new):  # mostly new values: keeping them would not pay
-            self.off = True
-            self.texts = self.parsed = None
+            self._stop()
             return _spread(parse(distinct), codes, index)
         source = self.parsed
         if new.any():
             fresh = parse(distinct[new].reset_index(drop=True))
             if _form(fresh) != _form(self.parsed):
-                self.off = True
-                self.texts = self.parsed = None
+                self._stop()
                 return _spread(parse(distinct), codes, index)
             start = len(self.texts)
             at[new] = np.arange(start, start + int(new.sum()))
@@ -166,6 +164,11 @@ class ParseMemo:
                 self.texts = pa.concat_arrays([self.texts, texts.filter(pa.array(new))])
                 self.parsed = source
         return _spread(source, at[codes], index)
+
+    def _stop(self) -> None:
+        """Turns the memo off: this chunk and the file's next ones are parsed afresh."""
+        self.off = True
+        self.texts = self.parsed = None
 
 
 def _form(parsed: Parsed) -> tuple[object, ...]:
