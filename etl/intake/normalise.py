@@ -396,13 +396,11 @@ def _amount(spec: FieldSpec, text: pd.Series, present: pd.Series, unit: str | No
 
     # What the wide decimal below cannot hold: more than 8 decimal places (rejected, not
     # silently cut), more than 20 integer digits (too large either way).
-    too_precise = (well_formed & number.str.contains(r"\.\d{9}", regex=True).fillna(False)).astype(
-        bool
-    )
-    too_large = (well_formed & number.str.contains(r"\d{21}", regex=True).fillna(False)).astype(
-        bool
-    )
-    too_large &= ~too_precise
+    def has(pattern: str) -> pd.Series:
+        return (well_formed & number.str.contains(pattern, regex=True).fillna(False)).astype(bool)
+
+    too_precise = has(r"\.\d{9}")
+    too_large = has(r"\d{21}") & ~too_precise
     usable = (well_formed & ~ambiguous & ~negative & ~too_precise & ~too_large).astype(bool)
     values = pd.Series(pd.NA, index=text.index, dtype=_AMOUNT_DTYPE)
     if usable.any():
