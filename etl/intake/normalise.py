@@ -25,6 +25,7 @@ from etl.checks.identifiers import check_patent_appno
 from etl.contracts import Contract, FieldSpec
 from etl.text import (
     STR,
+    arrow_strings,
     canonical,
     distinct_values,
     extract,
@@ -139,14 +140,13 @@ class ParseMemo:
         """The outcome for rows whose texts are `distinct[codes]` (see `parse_field`)."""
         if self.off:
             return _spread(parse(distinct), codes, index)
-        texts = pa.array(distinct, type=pa.large_string())
+        texts = arrow_strings(distinct)
         if self.texts is None or self.parsed is None:
             parsed = parse(distinct)
             if len(texts) <= self.LIMIT:
                 self.texts, self.parsed = texts, parsed
             return _spread(parsed, codes, index)
-        at = pc.fill_null(pc.index_in(texts, value_set=self.texts), -1).to_numpy()
-        at = at.astype(np.int64)
+        at = pc.fill_null(pc.index_in(texts, value_set=self.texts), -1).to_numpy().astype(np.int64)
         new = at < 0
         if new.sum() * 2 > len(new):  # mostly new values: keeping them would not pay
             self._stop()
